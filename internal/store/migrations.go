@@ -1,0 +1,96 @@
+package store
+
+// A migration is a list of DDL statements, each idempotent (IF NOT EXISTS),
+// run in order and recorded in schema_migrations once all succeeded. A
+// migration that failed halfway is simply run again. Statements are
+// templates rendered by render: the same text yields plain tables on one
+// server and Replicated tables behind Distributed ones on a cluster.
+type migration struct {
+	Version    uint32
+	Name       string
+	Statements []string
+}
+
+// eventColumns is the column list shared by events and events_by_ingest.
+const eventColumns = `(
+    id              UUID,
+    version         UInt32,
+    action          String,
+    actor_id        String,
+    actor_type      String,
+    actor_name      String,
+    actor           String,
+    target_id       String,
+    target_type     String,
+    target_name     String,
+    target          String,
+    scope_id        String,
+    scope_type      String,
+    scope_name      String,
+    scope           String,
+    payload         String,
+    metadata_keys   Array(String),
+    metadata_values Array(String),
+    occurred_at     DateTime('UTC'),
+    occurred_ns     Int64,
+    success         UInt8,
+    request_id      String,
+    request         String,
+    validated       UInt8,
+    content_hash    UInt64,
+    ingested_ns     Int64
+)`
+
+var migrations = []migration{
+	{
+		Version: 1,
+		Name:    "events, lookup by id, ingestion order, quarantine",
+		Statements: []string{
+			`CREATE TABLE IF NOT EXISTS {db}.{table:events} {on_cluster} ` + eventColumns + `
+ENGINE = {engine:ReplacingMergeTree:events}
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (scope_id, occurred_ns, id)`,
+			`{distributed:events:cityHash64(id)}`,
+
+			`CREATE TABLE IF NOT EXISTS {db}.{table:events_by_id} {on_cluster} (
+    id           UUID,
+    scope_id     String,
+    occurred_at  DateTime('UTC'),
+    occurred_ns  Int64,
+    content_hash UInt64,
+    ingested_ns  Int64
+)
+ENGINE = {engine:ReplacingMergeTree:events_by_id}
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY id`,
+			`{distributed:events_by_id:cityHash64(id)}`,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table:events_by_id_mv} {on_cluster}
+TO {db}.{table:events_by_id}
+AS SELECT id, scope_id, occurred_at, occurred_ns, content_hash, ingested_ns FROM {db}.{table:events}`,
+
+			`CREATE TABLE IF NOT EXISTS {db}.{table:events_by_ingest} {on_cluster} ` + eventColumns + `
+ENGINE = {engine:ReplacingMergeTree:events_by_ingest}
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (ingested_ns, id)`,
+			`{distributed:events_by_ingest:cityHash64(id)}`,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table:events_by_ingest_mv} {on_cluster}
+TO {db}.{table:events_by_ingest}
+AS SELECT * FROM {db}.{table:events}`,
+
+			`CREATE TABLE IF NOT EXISTS {db}.{table:quarantine} {on_cluster} (
+    received_at DateTime('UTC'),
+    topic       String,
+    partition   Int32,
+    offset      Int64,
+    key         String,
+    raw         String,
+    reason      String,
+    event_id    String
+)
+ENGINE = {engine:ReplacingMergeTree:quarantine}
+PARTITION BY toYYYYMM(received_at)
+ORDER BY (topic, partition, offset)`,
+			`{distributed:quarantine:cityHash64(topic, partition, offset)}`,
+		},
+	},
+}

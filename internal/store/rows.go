@@ -1,0 +1,141 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+
+	"github.com/auditlog/auditlog/internal/event"
+)
+
+// EventColumns is the column list of the events and events_by_ingest tables,
+// in the order InsertArgs produces and ScanEvent expects. ClickHouse 18.16
+// needs explicit column lists on INSERT, so always use this.
+const EventColumns = "id, version, action, actor_id, actor_type, actor_name, actor, " +
+	"target_id, target_type, target_name, target, scope_id, scope_type, scope_name, scope, payload, " +
+	"metadata_keys, metadata_values, occurred_at, occurred_ns, success, " +
+	"request_id, request, validated, content_hash, ingested_ns"
+
+// SelectColumns is the part of EventColumns that ScanEvent reads back to
+// rebuild an event.
+const SelectColumns = "id, version, action, actor_id, actor_type, actor_name, actor, " +
+	"target_id, target_type, target_name, target, scope_id, scope_type, scope_name, scope, payload, " +
+	"metadata_keys, metadata_values, occurred_ns, success, request_id, request"
+
+// StoredEvent is an event with what the ingester recorded about it.
+type StoredEvent struct {
+	*event.Event
+	// Validated is false when no schema was known for (action, version).
+	Validated bool
+	// IngestedNs is when the ingester wrote the row, unix nanoseconds; it
+	// orders the SIEM stream.
+	IngestedNs int64
+}
+
+// InsertArgs returns the values of one row in EventColumns order, ready for
+// driver.Batch.Append.
+func InsertArgs(s StoredEvent) []any {
+	e := s.Event
+	keys, values := metadataColumns(e.Metadata)
+	var scopeType, scopeName, scope, request string
+	if e.Scope != nil {
+		scopeType, scopeName, scope = e.Scope.Type, e.Scope.Name, string(e.Scope.Raw)
+	}
+	if e.Request != nil {
+		request = string(e.Request.Raw)
+	}
+	return []any{
+		e.ID, e.Version, e.Action,
+		e.Actor.ID, e.Actor.Type, e.Actor.Name, string(e.Actor.Raw),
+		e.Target.ID, e.Target.Type, e.Target.Name, string(e.Target.Raw),
+		e.ScopeID(), scopeType, scopeName, scope, string(e.PayloadJSON()),
+		keys, values,
+		e.OccurredAt.UTC().Truncate(time.Second), e.OccurredAt.UnixNano(),
+		boolToUInt8(e.Success),
+		e.RequestID(), request,
+		boolToUInt8(s.Validated), e.ContentHash(), s.IngestedNs,
+	}
+}
+
+// Append appends one event to a batch prepared with
+// "INSERT INTO <table> (" + EventColumns + ")".
+func Append(batch driver.Batch, s StoredEvent) error {
+	return batch.Append(InsertArgs(s)...)
+}
+
+// metadataColumns splits metadata into parallel key and value arrays sorted
+// by key, so equal metadata always produces equal rows.
+func metadataColumns(md map[string]string) (keys, values []string) {
+	keys = make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	values = make([]string, len(keys))
+	for i, k := range keys {
+		values[i] = md[k]
+	}
+	return keys, values
+}
+
+func boolToUInt8(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// EventScanner reads rows selected with SelectColumns. It reuses its buffers
+// between rows, so a long export allocates per row only what it keeps.
+type EventScanner struct {
+	id                                       uuid.UUID
+	version                                  uint32
+	action                                   string
+	actorID, actorType, actorName, actor     string
+	targetID, targetType, targetName, target string
+	scopeID, scopeType, scopeName, scope     string
+	payload                                  string
+	mdKeys, mdValues                         []string
+	occurredNs                               int64
+	success                                  uint8
+	requestID, request                       string
+}
+
+// Scan reads the current row of rows into a new event.
+func (s *EventScanner) Scan(rows driver.Rows) (*event.Event, error) {
+	err := rows.Scan(&s.id, &s.version, &s.action,
+		&s.actorID, &s.actorType, &s.actorName, &s.actor,
+		&s.targetID, &s.targetType, &s.targetName, &s.target,
+		&s.scopeID, &s.scopeType, &s.scopeName, &s.scope, &s.payload, &s.mdKeys, &s.mdValues,
+		&s.occurredNs, &s.success, &s.requestID, &s.request)
+	if err != nil {
+		return nil, fmt.Errorf("scanning event row: %w", err)
+	}
+	e := &event.Event{
+		ID:         s.id,
+		Version:    s.version,
+		Action:     s.action,
+		Actor:      event.Entity{ID: s.actorID, Type: s.actorType, Name: s.actorName, Raw: json.RawMessage(s.actor)},
+		Target:     event.Entity{ID: s.targetID, Type: s.targetType, Name: s.targetName, Raw: json.RawMessage(s.target)},
+		Payload:    json.RawMessage(s.payload),
+		OccurredAt: time.Unix(0, s.occurredNs).UTC(),
+		Success:    s.success != 0,
+	}
+	if s.scope != "" {
+		e.Scope = &event.Entity{ID: s.scopeID, Type: s.scopeType, Name: s.scopeName, Raw: json.RawMessage(s.scope)}
+	}
+	if s.request != "" {
+		e.Request = &event.Request{ID: s.requestID, Raw: json.RawMessage(s.request)}
+	}
+	if len(s.mdKeys) > 0 {
+		e.Metadata = make(map[string]string, len(s.mdKeys))
+		for i, k := range s.mdKeys {
+			e.Metadata[k] = s.mdValues[i]
+		}
+	}
+	return e, nil
+}
