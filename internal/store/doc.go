@@ -16,7 +16,7 @@
 //   - events_by_id: the keys of every event, ORDER BY id, fed by a
 //     materialized view: point lookups for GetEvent and the ingester's check
 //     against ids already stored.
-//   - events_by_ingest: the full rows again, ORDER BY (ingested_ns, id), fed
+//   - events_by_ingest: the full rows again, ORDER BY (ingested_at, id), fed
 //     by a materialized view: the SIEM stream reads only what is new.
 //   - quarantine: every rejected Kafka message, raw bytes and the reason.
 //   - schema_migrations: which migrations ran.
@@ -26,4 +26,10 @@
 // time is stored twice: occurred_at (DateTime, whole seconds, for
 // partitioning) and occurred_ns (Int64 unix nanoseconds, exact, for sorting
 // and filtering).
+//
+// ingested_at is stamped by the ClickHouse server (DEFAULT now()) when it
+// writes the block, not by the ingester: a row stamped S becomes visible a
+// moment after S whatever the client's clock, timeouts or retries did, so a
+// reader that only looks at seconds older than now() minus a small lag sees
+// every row of those seconds (the SIEM stream's visibility watermark).
 package store

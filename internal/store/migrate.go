@@ -74,9 +74,7 @@ ORDER BY version`,
 				return applied, fmt.Errorf("migration %d (%s): %w", m.Version, m.Name, err)
 			}
 		}
-		err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", opts.Database),
-			m.Version, m.Name, time.Now().UTC().Truncate(time.Second))
-		if err != nil {
+		if err := recordMigration(ctx, conn, opts.Database, m); err != nil {
 			return applied, fmt.Errorf("recording migration %d: %w", m.Version, err)
 		}
 		applied = append(applied, m.Version)
@@ -84,7 +82,21 @@ ORDER BY version`,
 	return applied, nil
 }
 
-// AppliedVersions returns the migrations recorded in database.
+// recordMigration inserts through a batch: on ClickHouse 18.16 an INSERT …
+// VALUES sent with Exec leaves the server waiting for a data block.
+func recordMigration(ctx context.Context, conn driver.Conn, database string, m migration) error {
+	batch, err := conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, applied_at)", database))
+	if err != nil {
+		return err
+	}
+	if err := batch.Append(m.Version, m.Name, time.Now().UTC().Truncate(time.Second)); err != nil {
+		batch.Abort()
+		return err
+	}
+	return batch.Send()
+}
+
+// appliedVersions returns the migrations recorded in database.
 func appliedVersions(ctx context.Context, conn driver.Conn, database string) (map[uint32]bool, error) {
 	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT version FROM %s.schema_migrations", database))
 	if err != nil {

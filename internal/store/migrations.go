@@ -38,7 +38,7 @@ const eventColumns = `(
     request         String,
     validated       UInt8,
     content_hash    UInt64,
-    ingested_ns     Int64
+    ingested_at     DateTime('UTC') DEFAULT now()
 )`
 
 var migrations = []migration{
@@ -58,7 +58,7 @@ ORDER BY (scope_id, occurred_ns, id)`,
     occurred_at  DateTime('UTC'),
     occurred_ns  Int64,
     content_hash UInt64,
-    ingested_ns  Int64
+    ingested_at  DateTime('UTC')
 )
 ENGINE = {engine:ReplacingMergeTree:events_by_id}
 PARTITION BY toYYYYMM(occurred_at)
@@ -66,12 +66,12 @@ ORDER BY id`,
 			`{distributed:events_by_id:cityHash64(id)}`,
 			`CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table:events_by_id_mv} {on_cluster}
 TO {db}.{table:events_by_id}
-AS SELECT id, scope_id, occurred_at, occurred_ns, content_hash, ingested_ns FROM {db}.{table:events}`,
+AS SELECT id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at FROM {db}.{table:events}`,
 
 			`CREATE TABLE IF NOT EXISTS {db}.{table:events_by_ingest} {on_cluster} ` + eventColumns + `
 ENGINE = {engine:ReplacingMergeTree:events_by_ingest}
 PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (ingested_ns, id)`,
+ORDER BY (ingested_at, id)`,
 			`{distributed:events_by_ingest:cityHash64(id)}`,
 			`CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table:events_by_ingest_mv} {on_cluster}
 TO {db}.{table:events_by_ingest}

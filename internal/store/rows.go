@@ -12,13 +12,14 @@ import (
 	"github.com/auditlog/auditlog/internal/event"
 )
 
-// EventColumns is the column list of the events and events_by_ingest tables,
-// in the order InsertArgs produces and ScanEvent expects. ClickHouse 18.16
-// needs explicit column lists on INSERT, so always use this.
+// EventColumns is the column list the ingester writes to the events table, in
+// the order InsertArgs produces. ClickHouse 18.16 needs explicit column lists
+// on INSERT, so always use this. ingested_at is missing on purpose: the server
+// fills it with now() when it writes the block (see doc.go).
 const EventColumns = "id, version, action, actor_id, actor_type, actor_name, actor, " +
 	"target_id, target_type, target_name, target, scope_id, scope_type, scope_name, scope, payload, " +
 	"metadata_keys, metadata_values, occurred_at, occurred_ns, success, " +
-	"request_id, request, validated, content_hash, ingested_ns"
+	"request_id, request, validated, content_hash"
 
 // SelectColumns is the part of EventColumns that ScanEvent reads back to
 // rebuild an event.
@@ -31,9 +32,6 @@ type StoredEvent struct {
 	*event.Event
 	// Validated is false when no schema was known for (action, version).
 	Validated bool
-	// IngestedNs is when the ingester wrote the row, unix nanoseconds; it
-	// orders the SIEM stream.
-	IngestedNs int64
 }
 
 // InsertArgs returns the values of one row in EventColumns order, ready for
@@ -57,7 +55,7 @@ func InsertArgs(s StoredEvent) []any {
 		e.OccurredAt.UTC().Truncate(time.Second), e.OccurredAt.UnixNano(),
 		boolToUInt8(e.Success),
 		e.RequestID(), request,
-		boolToUInt8(s.Validated), e.ContentHash(), s.IngestedNs,
+		boolToUInt8(s.Validated), e.ContentHash(),
 	}
 }
 

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditlog/auditlog/internal/event"
+	"github.com/auditlog/auditlog/internal/testharness"
+)
+
+func TestMain(m *testing.M) { testharness.Main(m) }
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	ch := testharness.NewClickHouse(t)
+	ctx := context.Background()
+	applied, err := Migrate(ctx, ch.Conn, MigrateOptions{Database: ch.Database})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != len(migrations) {
+		t.Fatalf("first run applied %v, want all %d migrations", applied, len(migrations))
+	}
+	again, err := Migrate(ctx, ch.Conn, MigrateOptions{Database: ch.Database})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 0 {
+		t.Fatalf("second run applied %v, want nothing", again)
+	}
+	var n uint64
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name IN ('events', 'events_by_id', 'events_by_ingest', 'quarantine', 'schema_migrations')", ch.Database).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 {
+		t.Fatalf("found %d of the 5 tables", n)
+	}
+}
+
+func TestRowRoundTripThroughViews(t *testing.T) {
+	t.Parallel()
+	ch := testharness.NewClickHouse(t)
+	ctx := context.Background()
+	if _, err := Migrate(ctx, ch.Conn, MigrateOptions{Database: ch.Database}); err != nil {
+		t.Fatal(err)
+	}
+	in := `{"id":"0193a1f4-6a3c-7d2e-9b41-2f9c8e1d7a55","version":1,"action":"workflow.job.start",` +
+		`"actor":{"id":"u1","type":"user","name":"Zoë \"z\", the admin"},"target":{"id":"j1","type":"job","n":18446744073709551617},` +
+		`"scope":{"id":"org-1","type":"organization","name":"Acme"},"payload":{"big":123456789012345678901234567890,"nested":{"a":[1,2,{"b":null}]}},` +
+		`"metadata":{"b":"2","a":"1"},"occurred_at":"2026-03-04T05:06:07.123456789+02:00","success":false,"request":{"id":"r1","ip":"10.0.0.1"}}`
+	e, err := event.ParseJSON([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+EventColumns+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(batch, StoredEvent{Event: e, Validated: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Send(); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"events", "events_by_ingest"} {
+		rows, err := ch.Conn.Query(ctx, "SELECT "+SelectColumns+" FROM "+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sc EventScanner
+		if !rows.Next() {
+			t.Fatalf("%s: no row", table)
+		}
+		got, err := sc.Scan(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		want, _ := e.MarshalJSON()
+		gotJSON, _ := got.MarshalJSON()
+		if string(gotJSON) != string(want) {
+			t.Errorf("%s: read back\n%s\nwant\n%s", table, gotJSON, want)
+		}
+		if !strings.Contains(string(gotJSON), `"occurred_at":"2026-03-04T03:06:07.123456789Z"`) {
+			t.Errorf("%s: occurred_at not UTC with 9 digits: %s", table, gotJSON)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(gotJSON, &v); err != nil {
+			t.Errorf("%s: not JSON: %v", table, err)
+		}
+	}
+	var ingested time.Time
+	if err := ch.Conn.QueryRow(ctx, "SELECT ingested_at FROM events_by_id WHERE id = ?", e.ID).Scan(&ingested); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(ingested); d < -5*time.Second || d > time.Minute {
+		t.Errorf("events_by_id.ingested_at = %v, want the server's now()", ingested)
+	}
+}
+
+func TestRenderCluster(t *testing.T) {
+	opts := MigrateOptions{Database: "audit", Cluster: "prod"}
+	got := render(migrations[0].Statements[0], opts)
+	for _, want := range []string{
+		"CREATE TABLE IF NOT EXISTS audit.events_local ON CLUSTER prod",
+		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/audit/events_local', '{replica}')",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("cluster DDL lacks %q:\n%s", want, got)
+		}
+	}
+	dist := render(migrations[0].Statements[1], opts)
+	if !strings.Contains(dist, "ENGINE = Distributed(prod, audit, events_local, cityHash64(id))") {
+		t.Errorf("distributed DDL: %s", dist)
+	}
+	if render(migrations[0].Statements[1], MigrateOptions{Database: "audit"}) != "" {
+		t.Error("a single server must get no Distributed table")
+	}
+}
