@@ -72,8 +72,8 @@ func (c Config) Validate() error {
 // Options returns clickhouse-go options for the config.
 func (c Config) Options() *clickhouse.Options {
 	opts := &clickhouse.Options{
-		Addr: []string{c.Addr},
-		Auth: clickhouse.Auth{Database: c.Database, Username: c.User, Password: c.Password},
+		Addr:            []string{c.Addr},
+		Auth:            clickhouse.Auth{Database: c.Database, Username: c.User, Password: c.Password},
 		DialTimeout:     c.DialTimeout,
 		MaxOpenConns:    c.MaxOpenConns,
 		MaxIdleConns:    c.MaxOpenConns,
