@@ -5,5 +5,7 @@ package main
 import "github.com/auditlog/auditlog/internal/cli"
 
 func main() {
-	cli.Main("auditctl", "auditlog client", []cli.Command{})
+	cli.Main("auditctl", "auditlog client", []cli.Command{
+		emitCommand(),
+	})
 }

@@ -7,6 +7,7 @@ import "github.com/auditlog/auditlog/internal/cli"
 
 func main() {
 	cli.Main("auditlog", "audit log ingestion and query service", []cli.Command{
+		retentionCommand(),
 		migrateCommand(),
 	})
 }
