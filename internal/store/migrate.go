@@ -44,18 +44,7 @@ func Migrate(ctx context.Context, conn driver.Conn, opts MigrateOptions) ([]uint
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	bootstrap := []string{
-		`CREATE DATABASE IF NOT EXISTS {db} {on_cluster}`,
-		`CREATE TABLE IF NOT EXISTS {db}.{table:schema_migrations} {on_cluster} (
-    version    UInt32,
-    name       String,
-    applied_at DateTime('UTC')
-)
-ENGINE = {engine:ReplacingMergeTree:schema_migrations}
-ORDER BY version`,
-		`{distributed:schema_migrations:version}`,
-	}
-	for _, stmt := range bootstrap {
+	for _, stmt := range bootstrapStatements { // in ddl.go, shared with DDL
 		if err := execRendered(ctx, conn, stmt, opts); err != nil {
 			return nil, err
 		}

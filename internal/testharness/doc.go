@@ -15,7 +15,9 @@
 // topic) on an in-process kfake cluster shared by the test binary;
 // NewDedicatedKafka gives a private kfake cluster that the test may control.
 // Topics are created through kafka-go, so the same code works on a real
-// broker.
+// broker. StartRealKafka starts a private Apache Kafka broker (a JVM, through
+// scripts/kafka/kafka.sh) that a test may stop, kill and start again on the
+// same address; it needs `scripts/kafka/kafka.sh fetch` to have been run once.
 //
 // Every package that uses the harness must run its tests through Main, so
 // that the servers it started are stopped and their directories removed:

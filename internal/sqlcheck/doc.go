@@ -1,0 +1,17 @@
+// Package sqlcheck proves that the SQL the service sends to ClickHouse means
+// the same on the oldest server it supports (18.16, the Debian package the
+// tests run) and on current ClickHouse (26.x, what docker-compose runs),
+// without a second server: current ClickHouse runs in process through chDB
+// (scripts/chdb/setup.sh builds chdb-run over its libchdb.so).
+//
+// The check renders each query exactly as clickhouse-go sends it to 18.16 —
+// the driver binds ? placeholders on the client and logs the final text,
+// which Capture records — runs that text on both engines and compares the
+// rows. Nothing is rendered twice, so a difference is a difference between
+// the engines, not between two renderers.
+//
+// Adding a query shape: the shapes live in the package's tests (a table of
+// Shape{Name, SQL, Args}); the query and export packages add theirs in a
+// file of their own, shapes_<area>_test.go, with
+// `func init() { shapes = append(shapes, ...) }`.
+package sqlcheck
