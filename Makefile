@@ -12,12 +12,21 @@ export AUDITLOG_TEST_KAFKA
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
 deps: ## install what the tests and `make run` need (ClickHouse from Debian, Go modules)
 	@./scripts/install-clickhouse.sh
 	@$(GO) mod download
+
+.PHONY: test-deps
+test-deps: deps ## also fetch Apache Kafka's jars (Maven Central) and chDB (npm) for the real-server suites
+	@./scripts/kafka/kafka.sh fetch
+	@./scripts/chdb/setup.sh
+
+.PHONY: compose-check
+compose-check: ## validate docker-compose.yml and its AUDITLOG_* variables (no Docker engine needed)
+	@./scripts/compose-check.sh
 
 .PHONY: protodeps
 protodeps:
@@ -49,7 +58,7 @@ lint: ## go vet, gofmt and buf lint
 	$(BUF) lint
 
 .PHONY: test
-test: deps proto-check lint ## everything CI runs: deps, proto-check, lint, all tests with -race
+test: test-deps proto-check lint compose-check ## everything CI runs: deps, proto-check, lint, compose check, all tests with -race
 	$(GO) test $(GOFLAGS_TEST) -timeout 20m ./...
 
 .PHONY: test-short
