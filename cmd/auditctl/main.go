@@ -7,5 +7,9 @@ import "github.com/auditlog/auditlog/internal/cli"
 func main() {
 	cli.Main("auditctl", "auditlog client", []cli.Command{
 		emitCommand(),
+		queryCommand(),
+		tailCommand(),
+		schemasCommand(),
+		exportCommand(),
 	})
 }

@@ -9,5 +9,6 @@ func main() {
 	cli.Main("auditlog", "audit log ingestion and query service", []cli.Command{
 		retentionCommand(),
 		migrateCommand(),
+		serveCommand(),
 	})
 }
