@@ -19,6 +19,7 @@ import (
 
 	"github.com/auditlog/auditlog/internal/apierr"
 	"github.com/auditlog/auditlog/internal/auth"
+	"github.com/auditlog/auditlog/internal/selfaudit"
 	"github.com/auditlog/auditlog/internal/store"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query/filter"
@@ -30,6 +31,9 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Logger logs failed exports; nil means slog.Default().
 	Logger *slog.Logger
+	// Audit records each export as an audit_log.events.export event; nil
+	// records nothing.
+	Audit *selfaudit.Recorder
 }
 
 // Service runs exports. It is safe for concurrent use.
@@ -39,6 +43,7 @@ type Service struct {
 	log     *slog.Logger
 	slots   chan struct{}
 	metrics *metrics
+	audit   *selfaudit.Recorder
 }
 
 // New returns a Service reading from conn, whose default database holds the
@@ -64,6 +69,7 @@ func New(cfg Config, conn driver.Conn, opts Options) (*Service, error) {
 		log:     log,
 		slots:   make(chan struct{}, cfg.MaxConcurrent),
 		metrics: m,
+		audit:   opts.Audit,
 	}, nil
 }
 
@@ -89,6 +95,8 @@ type plan struct {
 	// id names the export in logs, in the X-Export-Id header and in
 	// ClickHouse (the query_id of system.processes and the query log).
 	id string
+	// req is the request, recorded by the self-audit.
+	req *auditv1.ExportEventsRequest
 }
 
 func (p *plan) contentType() string {
@@ -121,7 +129,7 @@ func (s *Service) newPlan(ctx context.Context, req *auditv1.ExportEventsRequest)
 	// The tenant boundary comes from the authenticated caller only; a
 	// request without one sees nothing (auth.FromContext fails closed).
 	f.AllowedScopes = auth.FromContext(ctx).AllowedScopes()
-	p := &plan{filter: f, escape: !req.GetNoFormulaEscape(), scope: "all", id: "export-" + uuid.NewString()}
+	p := &plan{filter: f, escape: !req.GetNoFormulaEscape(), scope: "all", id: "export-" + uuid.NewString(), req: req}
 	switch strings.ToLower(strings.TrimSpace(req.GetFormat())) {
 	case "", "csv":
 		p.format = formatCSV
@@ -223,6 +231,8 @@ func (s *Service) run(ctx context.Context, p *plan, out sink) (res outcome, err 
 			result = "failed"
 		}
 		s.metrics.exports.WithLabelValues(formatName, result).Inc()
+		s.audit.Record(ctx, selfaudit.ActionExport, p.req, res.rows, err == nil,
+			map[string]any{"format": formatName, "completed": err == nil})
 	}()
 
 	// The query gets its own context so that every way out of this function

@@ -462,7 +462,7 @@ func TestFiltersMatchListEvents(t *testing.T) {
 		}
 		req.PageSize = 1000
 		for {
-			resp, err := list.ListEvents(context.Background(), req)
+			resp, err := list.ListEvents(auth.NewContext(context.Background(), &auth.Principal{Name: "test", All: true}), req)
 			if err != nil {
 				t.Fatalf("%v: ListEvents: %v", tc.params, err)
 			}

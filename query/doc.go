@@ -51,12 +51,10 @@
 // only if no row of its id in events_by_id (ordered by id; one query per
 // poll for the whole batch) has an earlier ingested_at: only the first
 // stored copy is sent, whenever the stream reaches it. Copies with the same
-// (ingested_at, id) are adjacent and the cursor steps over them. Caveat:
-// events_by_id is a ReplacingMergeTree that keeps the last copy when it
-// merges, so if a background merge drops the first copy's row between the
-// stream sending the first copy and reaching the second, the second is sent
-// too. Keeping the earliest row there (a version column, see the report of
-// issue 4) closes that window.
+// (ingested_at, id) are adjacent and the cursor steps over them.
+// events_by_id merges copies of one id keeping the earliest (its version
+// column first_rank falls as ingested_at grows), so the first copy's row is
+// never merged away under the stream.
 //
 // The stream sends each event with its cursor; a client that reconnects
 // with the last cursor it received loses and repeats nothing. Without a

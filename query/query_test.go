@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/testharness"
@@ -32,18 +33,19 @@ type fixture struct {
 	client auditv1.AuditServiceClient
 }
 
-// scopesFromMetadata stands in for internal/auth: the caller's scopes come
-// from the "test-scopes" metadata (absent = every scope).
-func scopesFromMetadata(ctx context.Context) ([]string, error) {
+// principalFromMetadata stands in for the auth interceptor: the scopes a
+// test names in the "test-scopes" metadata (none: every scope) become the
+// caller's Principal.
+func principalFromMetadata(ctx context.Context) *auth.Principal {
 	md, _ := metadata.FromIncomingContext(ctx)
 	v := md.Get("test-scopes")
 	if len(v) == 0 {
-		return nil, nil
+		return &auth.Principal{Name: "test", All: true}
 	}
 	if v[0] == "" {
-		return []string{}, nil
+		return &auth.Principal{Name: "test", Scopes: []string{}}
 	}
-	return strings.Split(v[0], ","), nil
+	return &auth.Principal{Name: "test", Scopes: strings.Split(v[0], ",")}
 }
 
 func withScopes(ctx context.Context, scopes ...string) context.Context {
@@ -65,7 +67,7 @@ func newFixture(t *testing.T, mutate func(*query.Config)) *fixture {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	svc, err := query.New(ch.Conn, cfg, query.Options{Scopes: scopesFromMetadata})
+	svc, err := query.New(ch.Conn, cfg, query.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,14 @@ func newFixture(t *testing.T, mutate func(*query.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			return h(auth.NewContext(ctx, principalFromMetadata(ctx)), req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, &principalStream{ss, auth.NewContext(ss.Context(), principalFromMetadata(ss.Context()))})
+		}),
+	)
 	auditv1.RegisterAuditServiceServer(srv, svc)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
@@ -84,6 +93,13 @@ func newFixture(t *testing.T, mutate func(*query.Config)) *fixture {
 	t.Cleanup(func() { conn.Close() })
 	return &fixture{ch: ch, client: auditv1.NewAuditServiceClient(conn)}
 }
+
+type principalStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *principalStream) Context() context.Context { return s.ctx }
 
 // makeEvent builds a valid event; at is its occurred_at.
 func makeEvent(t testing.TB, scope, action string, at time.Time) *event.Event {

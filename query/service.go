@@ -18,17 +18,13 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/auditlog/auditlog/internal/apierr"
+	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/event"
+	"github.com/auditlog/auditlog/internal/selfaudit"
 	"github.com/auditlog/auditlog/internal/store"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query/filter"
 )
-
-// ScopesFunc returns the scopes the caller of a request may see, from its
-// context (the authenticated token); nil means every scope. It is the one
-// place the tenant boundary comes from: request fields are never trusted
-// for it.
-type ScopesFunc func(ctx context.Context) ([]string, error)
 
 // Schema is the JSON Schema of the payload of one (action, version).
 type Schema struct {
@@ -45,15 +41,15 @@ type SchemaSource interface {
 
 // Options are the collaborators of a Service.
 type Options struct {
-	// Scopes gives the caller's scopes; nil: every caller sees every scope
-	// (no access control configured).
-	Scopes ScopesFunc
 	// Schemas answers ListSchemas; nil: no schemas known.
 	Schemas SchemaSource
 	// Registry receives the service's metrics; nil: not registered.
 	Registry prometheus.Registerer
 	// Logger logs; nil: slog.Default().
 	Logger *slog.Logger
+	// Audit records each list and stream as an audit event of its own
+	// (audit_log.events.list, audit_log.stream.open); nil records nothing.
+	Audit *selfaudit.Recorder
 }
 
 // Service implements the read RPCs of audit.v1.AuditService: ListEvents,
@@ -105,12 +101,13 @@ func New(conn driver.Conn, cfg Config, opts Options) (*Service, error) {
 	return s, nil
 }
 
-// scopes returns the caller's scopes (nil = all).
+// scopes returns the scopes the caller may see (nil = all), from the
+// authenticated token in ctx: the one place the tenant boundary comes from,
+// never a request field. A request that was not authenticated sees nothing
+// (auth.FromContext fails closed), so an RPC added without the interceptor
+// leaks nothing.
 func (s *Service) scopes(ctx context.Context) ([]string, error) {
-	if s.opts.Scopes == nil {
-		return nil, nil
-	}
-	return s.opts.Scopes(ctx)
+	return auth.FromContext(ctx).AllowedScopes(), nil
 }
 
 // acquire takes a query slot, waiting at most QueueWait; release it with the
@@ -148,6 +145,8 @@ func (s *Service) queryCtx(ctx context.Context) (context.Context, context.Cancel
 // ListEvents returns one keyset page of matching events.
 func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
 	resp, err := s.listEvents(ctx, req)
+	s.opts.Audit.Record(ctx, selfaudit.ActionList, req, int64(len(resp.GetEvents())), err == nil,
+		map[string]any{"page_size": req.GetPageSize(), "order": req.GetOrder()})
 	return resp, apierr.ToStatus(ctx, err)
 }
 

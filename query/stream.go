@@ -13,6 +13,7 @@ import (
 
 	"github.com/auditlog/auditlog/internal/apierr"
 	"github.com/auditlog/auditlog/internal/event"
+	"github.com/auditlog/auditlog/internal/selfaudit"
 	"github.com/auditlog/auditlog/internal/store"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query/filter"
@@ -22,7 +23,17 @@ import (
 // ingestion order, each once (see the package doc for the mechanism).
 func (s *Service) StreamEvents(req *auditv1.StreamEventsRequest, stream auditv1.AuditService_StreamEventsServer) error {
 	ctx := stream.Context()
-	return apierr.ToStatus(ctx, s.streamEvents(ctx, req, stream.Send))
+	var sent int64
+	err := s.streamEvents(ctx, req, func(msg *auditv1.StreamEventsResponse) error {
+		sent++
+		return stream.Send(msg)
+	})
+	// Audited when the stream ends, so the event can say how much it read.
+	// A stream ended by the client is the normal end of a follow stream.
+	ended := err == nil || ctx.Err() != nil
+	s.opts.Audit.Record(ctx, selfaudit.ActionStream, req, sent, ended,
+		map[string]any{"follow": req.GetFollow(), "resumed": req.GetCursor() != ""})
+	return apierr.ToStatus(ctx, err)
 }
 
 func (s *Service) streamEvents(ctx context.Context, req *auditv1.StreamEventsRequest, send func(*auditv1.StreamEventsResponse) error) error {

@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/auditlog/auditlog/emitter"
 	"github.com/auditlog/auditlog/export"
+	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/cli"
 	"github.com/auditlog/auditlog/internal/config"
+	"github.com/auditlog/auditlog/internal/selfaudit"
 	"github.com/auditlog/auditlog/internal/server"
 	"github.com/auditlog/auditlog/internal/store"
+	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query"
 	"github.com/auditlog/auditlog/schemas"
 )
@@ -26,19 +31,58 @@ func serveCommand() cli.Command {
 	}
 }
 
+// apiConfig is everything the API needs, shared by serve and dev.
+type apiConfig struct {
+	query     query.Config
+	export    export.Config
+	server    server.Config
+	auth      auth.Config
+	selfKafka emitter.Config
+	// selfAudit turns the audit of the API's own use on.
+	selfAudit  bool
+	schemasDir string
+}
+
+func defaultAPIConfig() apiConfig {
+	return apiConfig{
+		query:     query.DefaultConfig(),
+		export:    export.DefaultConfig(),
+		server:    server.DefaultConfig(),
+		auth:      auth.DefaultConfig(),
+		selfKafka: emitter.DefaultConfig(),
+		selfAudit: true,
+	}
+}
+
+func (c *apiConfig) registerFlags(fs *flag.FlagSet, withKafka bool) {
+	c.query.RegisterFlags(fs)
+	c.export.RegisterFlags(fs)
+	c.server.RegisterFlags(fs)
+	c.auth.RegisterFlags(fs)
+	if withKafka {
+		c.selfKafka.RegisterFlags(fs)
+	}
+	fs.BoolVar(&c.selfAudit, "self-audit", c.selfAudit, "emit an audit event to Kafka for each list, export and stream served (actions audit_log.*)")
+	fs.StringVar(&c.schemasDir, "schemas-dir", c.schemasDir, "`directory` of *.json schemas overriding or extending the built-in ones (what ListSchemas shows; use the ingester's)")
+}
+
+func (c apiConfig) validate() error {
+	for _, err := range []error{c.query.Validate(), c.export.Validate(), c.auth.Validate()} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	ch := store.DefaultConfig()
 	ch.RegisterFlags(fs)
-	qc := query.DefaultConfig()
-	qc.RegisterFlags(fs)
-	ec := export.DefaultConfig()
-	ec.RegisterFlags(fs)
-	sc := server.DefaultConfig()
-	sc.RegisterFlags(fs)
-	schemasDir := fs.String("schemas-dir", "", "`directory` of *.json schemas overriding or extending the built-in ones (what ListSchemas shows; use the ingester's)")
+	api := defaultAPIConfig()
+	api.registerFlags(fs, true)
 	fs.Usage = config.Usage(fs, "auditlog serve [flags]",
-		"Serves stored audit events: gRPC audit.v1.AuditService with health and reflection, the REST API on the same paths (GET /v1/events, /v1/events/{id}, /v1/events:stream, /v1/events:export, /v1/schemas), /openapi.json, /healthz, /readyz and /metrics.")
+		"Serves stored audit events: gRPC audit.v1.AuditService with health and reflection, the REST API on the same paths (GET /v1/events, /v1/events/{id}, /v1/events:stream, /v1/events:export, /v1/schemas), /openapi.json, /healthz, /readyz and /metrics. Every API call needs `Authorization: Bearer <token>` checked against --tokens-file (reloaded on SIGHUP); each list, export and stream is itself audited through Kafka (--self-audit).")
 	if err := config.Parse(fs, args); err != nil {
 		return err
 	}
@@ -48,10 +92,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := ch.Validate(); err != nil {
 		return cli.UsageError("%v", err)
 	}
-	if err := qc.Validate(); err != nil {
-		return cli.UsageError("%v", err)
-	}
-	if err := ec.Validate(); err != nil {
+	if err := api.validate(); err != nil {
 		return cli.UsageError("%v", err)
 	}
 
@@ -63,35 +104,73 @@ func runServe(ctx context.Context, args []string) error {
 	defer conn.Close() // last, after the servers stopped
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	// TODO(issue 6): authentication is not wired yet. It plugs in as
-	// query.Options.Scopes (auth.FromContext(ctx).AllowedScopes()),
-	// server.Config.UnaryInterceptors/StreamInterceptors (Guard) and
-	// server.Config.HTTPMiddleware (Guard.HTTPMiddleware), with
-	// --tokens-file / --insecure-no-auth. Until then query sees every scope
-	// and export (which fails closed without a Principal) sees nothing.
+	srv, closeAPI, err := newAPI(ctx, api, conn, reg, slog.Default())
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	return srv.Run(ctx)
+}
+
+// newAPI wires the query service, export, authentication and self-audit
+// into a server ready to Run. closeAPI flushes the self-audit emitter; call
+// it after Run returned.
+func newAPI(ctx context.Context, c apiConfig, conn driver.Conn, reg *prometheus.Registry, log *slog.Logger) (srv *server.Server, closeAPI func(), err error) {
 	registry := schemas.Embedded()
-	if *schemasDir != "" {
-		if registry, err = schemas.Load(*schemasDir); err != nil {
-			return fmt.Errorf("--schemas-dir: %w", err)
+	if c.schemasDir != "" {
+		if registry, err = schemas.Load(c.schemasDir); err != nil {
+			return nil, nil, fmt.Errorf("--schemas-dir: %w", err)
 		}
 	}
-	svc, err := query.New(conn, qc, query.Options{Registry: reg, Logger: slog.Default(), Schemas: schemaSource{registry}})
+	guard, err := c.auth.NewGuard(log,
+		"/"+auditv1.AuditService_ServiceDesc.ServiceName+"/StreamEvents",
+		"/"+auditv1.AuditService_ServiceDesc.ServiceName+"/ExportEvents")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	sc.Query = svc
-	sc.Registry = reg
-	sc.Ready = conn.Ping
-	exp, err := export.New(ec, conn, export.Options{Registry: reg, Logger: slog.Default()})
+	guard.Tokens().ReloadOnSIGHUP(ctx, log)
+
+	closeAPI = func() {}
+	var recorder *selfaudit.Recorder
+	if c.selfAudit {
+		kc := c.selfKafka
+		kc.Async = true
+		kc.Schemas = registry
+		kc.Logger = log
+		kc.Metrics = reg
+		em, err := emitter.New(kc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("self-audit emitter: %w", err)
+		}
+		recorder = selfaudit.New(em, log)
+		closeAPI = func() {
+			if err := em.Close(); err != nil {
+				log.Error("self-audit emitter close", "err", err)
+			}
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAPI()
+		}
+	}()
+
+	svc, err := query.New(conn, c.query, query.Options{Registry: reg, Logger: log, Schemas: schemaSource{registry}, Audit: recorder})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	sc.Exporter = exp
-	srv, err := server.New(sc)
+	exp, err := export.New(c.export, conn, export.Options{Registry: reg, Logger: log, Audit: recorder})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return srv.Run(ctx)
+	sc := c.server
+	sc.Query, sc.Exporter, sc.Guard = svc, exp, guard
+	sc.Registry, sc.Ready, sc.Logger = reg, conn.Ping, log
+	srv, err = server.New(sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, closeAPI, nil
 }
 
 // schemaSource lists the registry's schemas for ListSchemas.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
+	"github.com/auditlog/auditlog/internal/auth"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query"
 )
@@ -42,15 +42,15 @@ type Config struct {
 	// Ready reports whether the service can answer (ClickHouse reachable),
 	// for /readyz; nil: always ready.
 	Ready func(context.Context) error
-	// UnaryInterceptors and StreamInterceptors run on every gRPC call
-	// (REST calls included, through the gateway), after the metrics
-	// interceptor: authentication plugs in here (internal/auth's Guard).
-	UnaryInterceptors  []grpc.UnaryServerInterceptor
-	StreamInterceptors []grpc.StreamServerInterceptor
-	// HTTPMiddleware wraps the plain HTTP API handlers that bypass gRPC (the
-	// export download; stream tells a long-running handler); nil: none.
-	// Authentication of those routes plugs in here.
-	HTTPMiddleware func(h http.Handler, stream bool) http.Handler
+	// Guard authenticates every gRPC call (REST calls included: the
+	// gateway goes through gRPC) and the plain HTTP export download, and
+	// applies the per-token limits. Required: use auth.Insecure() tokens for
+	// --insecure-no-auth.
+	Guard *auth.Guard
+	// TLSCertFile and TLSKeyFile, when both set, serve gRPC and HTTP over
+	// TLS with this PEM certificate and key.
+	TLSCertFile string
+	TLSKeyFile  string
 	// Registry serves /metrics and receives the request metrics. Required.
 	Registry *prometheus.Registry
 	// Logger logs; nil: slog.Default().
@@ -67,6 +67,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "gRPC listen `address`")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "listen `address` of REST, /healthz, /readyz, /metrics and /openapi.json")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight calls may run on at shutdown before they are cut")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate `file`: serve gRPC and HTTP over TLS (with --tls-key-file)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM private key `file` of --tls-cert-file")
 }
 
 // Validate reports the first invalid field, naming its flag.
@@ -82,6 +84,10 @@ func (c Config) Validate() error {
 		return errors.New("server: Config.Query is required")
 	case c.Registry == nil:
 		return errors.New("server: Config.Registry is required")
+	case c.Guard == nil:
+		return errors.New("server: Config.Guard is required (auth.Insecure() tokens to serve without authentication)")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
 	return nil
 }

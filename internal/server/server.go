@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,8 +76,8 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	s.grpc = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{m.unary}, cfg.UnaryInterceptors...)...),
-		grpc.ChainStreamInterceptor(append([]grpc.StreamServerInterceptor{m.stream}, cfg.StreamInterceptors...)...),
+		grpc.ChainUnaryInterceptor(m.unary, cfg.Guard.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(m.stream, cfg.Guard.StreamInterceptor()),
 		grpc.MaxSendMsgSize(maxMessageBytes),
 	)
 	auditv1.RegisterAuditServiceServer(s.grpc, api{Service: cfg.Query, exporter: cfg.Exporter})
@@ -96,6 +97,17 @@ func New(cfg Config) (*Server, error) {
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("--http-addr: %w", err)
 	}
+	if cfg.TLSCertFile != "" {
+		cert, cerr := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if cerr != nil {
+			err = fmt.Errorf("--tls-cert-file/--tls-key-file: %w", cerr)
+			return nil, err
+		}
+		// The public listeners speak TLS; the gateway's loopback
+		// connection to gRPC stays inside the process's host.
+		s.grpcLis = tls.NewListener(s.grpcLis, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12})
+		s.httpLis = tls.NewListener(s.httpLis, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
+	}
 	if s.innerLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("gateway loopback listener: %w", err)
 	}
@@ -107,6 +119,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, newRESTMarshaler()),
+		// A refused call carries a retry-after header (internal/auth);
+		// REST clients get it as the standard Retry-After.
+		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
+			if key == "retry-after" {
+				return "Retry-After", true
+			}
+			return runtime.MetadataHeaderPrefix + key, true
+		}),
 	)
 	if err = auditv1.RegisterAuditServiceHandlerClient(context.Background(), gw, auditv1.NewAuditServiceClient(s.gwConn)); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -124,10 +144,7 @@ func New(cfg Config) (*Server, error) {
 		_, _ = w.Write(openapi.JSON)
 	})
 	if cfg.Exporter != nil {
-		var h http.Handler = cfg.Exporter
-		if cfg.HTTPMiddleware != nil {
-			h = cfg.HTTPMiddleware(h, true)
-		}
+		h := cfg.Guard.HTTPMiddleware(cfg.Exporter, true)
 		mux.Handle("GET /v1/events:export", m.http("ExportEvents", h))
 	}
 	mux.Handle("/", strictParams(gw, gw))

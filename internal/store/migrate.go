@@ -119,12 +119,13 @@ func execRendered(ctx context.Context, conn driver.Conn, tmpl string, opts Migra
 
 var (
 	tableRe       = regexp.MustCompile(`\{table:(\w+)\}`)
-	engineRe      = regexp.MustCompile(`\{engine:(\w+):(\w+)\}`)
+	engineRe      = regexp.MustCompile(`\{engine:(\w+)(?:\(([\w, ]*)\))?:(\w+)\}`)
 	distributedRe = regexp.MustCompile(`^\{distributed:(\w+):(.+)\}$`)
 )
 
 // render turns a statement template into SQL. On a single server {table:x}
-// is x, {engine:E:x} is E and {distributed:...} is no statement at all. On a
+// is x, {engine:E:x} is E ({engine:E(args):x} is E(args)) and
+// {distributed:...} is no statement at all. On a
 // cluster {table:x} is x_local, {engine:E:x} is ReplicatedE with a ZooKeeper
 // path per shard, and {distributed:x:key} creates x as a Distributed table
 // over x_local sharded by key.
@@ -151,9 +152,16 @@ func render(tmpl string, opts MigrateOptions) string {
 	})
 	return engineRe.ReplaceAllStringFunc(out, func(s string) string {
 		m := engineRe.FindStringSubmatch(s)
+		engine, params, table := m[1], m[2], m[3]
 		if !cluster {
-			return m[1]
+			if params == "" {
+				return engine
+			}
+			return engine + "(" + params + ")"
 		}
-		return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s_local', '{replica}')", m[1], opts.Database, m[2])
+		if params != "" {
+			params = ", " + params
+		}
+		return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s_local', '{replica}'%s)", engine, opts.Database, table, params)
 	})
 }

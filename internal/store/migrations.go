@@ -52,21 +52,28 @@ PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (scope_id, occurred_ns, id)`,
 			`{distributed:events:cityHash64(id)}`,
 
+			// first_rank makes merges keep the FIRST stored copy of an
+			// event (ReplacingMergeTree keeps the highest version): the SIEM
+			// stream delivers an event at its first copy only, so the row
+			// of that copy must never be merged away.
 			`CREATE TABLE IF NOT EXISTS {db}.{table:events_by_id} {on_cluster} (
     id           UUID,
     scope_id     String,
     occurred_at  DateTime('UTC'),
     occurred_ns  Int64,
     content_hash UInt64,
-    ingested_at  DateTime('UTC')
+    ingested_at  DateTime('UTC'),
+    first_rank   UInt32
 )
-ENGINE = {engine:ReplacingMergeTree:events_by_id}
+ENGINE = {engine:ReplacingMergeTree(first_rank):events_by_id}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY id`,
 			`{distributed:events_by_id:cityHash64(id)}`,
 			`CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table:events_by_id_mv} {on_cluster}
 TO {db}.{table:events_by_id}
-AS SELECT id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at FROM {db}.{table:events}`,
+AS SELECT id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at,
+    toUInt32(4294967295 - toUInt32(ingested_at)) AS first_rank
+FROM {db}.{table:events}`,
 
 			`CREATE TABLE IF NOT EXISTS {db}.{table:events_by_ingest} {on_cluster} ` + eventColumns + `
 ENGINE = {engine:ReplacingMergeTree:events_by_ingest}

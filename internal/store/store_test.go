@@ -120,3 +120,35 @@ func TestRenderCluster(t *testing.T) {
 		t.Error("a single server must get no Distributed table")
 	}
 }
+
+func TestEventsByIDKeepsTheFirstCopyThroughMerges(t *testing.T) {
+	t.Parallel()
+	ch := testharness.NewClickHouse(t)
+	ctx := context.Background()
+	if _, err := Migrate(ctx, ch.Conn, MigrateOptions{Database: ch.Database}); err != nil {
+		t.Fatal(err)
+	}
+	// Two copies of one event, stamped a second or more apart.
+	ch.Exec(t, "INSERT INTO events_by_id (id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank) "+
+		"SELECT toUUID('0193a1f4-6a3c-7d2e-9b41-2f9c8e1d7a55'), 'org', toDateTime(0, 'UTC'), 0, 1, toDateTime(1000, 'UTC'), toUInt32(4294967295 - 1000)")
+	ch.Exec(t, "INSERT INTO events_by_id (id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank) "+
+		"SELECT toUUID('0193a1f4-6a3c-7d2e-9b41-2f9c8e1d7a55'), 'org', toDateTime(0, 'UTC'), 0, 1, toDateTime(2000, 'UTC'), toUInt32(4294967295 - 2000)")
+	ch.Exec(t, "OPTIMIZE TABLE events_by_id FINAL")
+	if n := ch.QueryUint64(t, "SELECT count() FROM events_by_id"); n != 1 {
+		t.Fatalf("%d rows after OPTIMIZE FINAL, want the copies merged into 1", n)
+	}
+	if at := ch.QueryUint64(t, "SELECT toUInt64(ingested_at) FROM events_by_id"); at != 1000 {
+		t.Errorf("merge kept the copy ingested at %d, want the first (1000)", at)
+	}
+}
+
+func TestRenderEngineParams(t *testing.T) {
+	single := render("{engine:ReplacingMergeTree(first_rank):events_by_id}", MigrateOptions{Database: "audit"})
+	if single != "ReplacingMergeTree(first_rank)" {
+		t.Errorf("single: %s", single)
+	}
+	cluster := render("{engine:ReplacingMergeTree(first_rank):events_by_id}", MigrateOptions{Database: "audit", Cluster: "c"})
+	if cluster != "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/audit/events_by_id_local', '{replica}', first_rank)" {
+		t.Errorf("cluster: %s", cluster)
+	}
+}
