@@ -9,6 +9,8 @@ func main() {
 	cli.Main("auditlog", "audit log ingestion and query service", []cli.Command{
 		retentionCommand(),
 		migrateCommand(),
+		devCommand(),
 		serveCommand(),
+		ingestCommand(),
 	})
 }

@@ -1,0 +1,76 @@
+package ingest_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/auditlog/auditlog/internal/testharness"
+)
+
+// ClickHouse stops while events keep arriving: the ingester holds the batch
+// and commits nothing while it is down, then catches up once it is back;
+// nothing is lost or duplicated.
+func TestClickHouseRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts a ClickHouse server")
+	}
+	ch := testharness.NewDedicatedClickHouse(t)
+	e := newEnv(t, ch, testharness.NewKafka(t, testharness.WithPartitions(3)))
+	e.cfg.ClickHouse.DialTimeout = time.Second
+	// Small buffers, so that the events produced during the outage do not
+	// all fit: the fetchers must stop.
+	e.cfg.BatchRows = 100
+	e.cfg.QueueMessages = 50
+	r := start(t, e.cfg, "ingester")
+
+	before := sampleEvents(t, 500)
+	produceChunks(t, e.k, before, 50)
+	waitFor(t, time.Minute, func() string {
+		if lag := groupLag(t, e.k, e.cfg.Group); lag != 0 {
+			return fmt.Sprintf("group lag %d before the stop", lag)
+		}
+		return ""
+	})
+	wantCounts(t, ch, len(before))
+
+	consumedBefore := counter(t, r.reg, "auditlog_ingest_messages_consumed_total", nil)
+	ch.Server().Stop(t)
+	during := sampleEvents(t, 700)
+	produceChunks(t, e.k, during, 50)
+	// Wait until the ingester has tried and failed to store them.
+	waitFor(t, time.Minute, func() string {
+		if f := counter(t, r.reg, "auditlog_ingest_store_failures_total", nil); f < 3 {
+			return fmt.Sprintf("%v failed store attempts while ClickHouse is down, want >= 3", f)
+		}
+		return ""
+	})
+	if lag := groupLag(t, e.k, e.cfg.Group); lag != int64(len(during)) {
+		t.Errorf("group lag %d while ClickHouse is down; want %d: offsets of unstored events must not be committed", lag, len(during))
+	}
+	// Back-pressure: what was taken from Kafka during the outage is at most
+	// the batch being retried, the queue, and one message per fetcher.
+	time.Sleep(time.Second)
+	held := counter(t, r.reg, "auditlog_ingest_messages_consumed_total", nil) - consumedBefore
+	if limit := float64(e.cfg.BatchRows + e.cfg.QueueMessages + e.k.Partitions); held > limit || held == 0 {
+		t.Errorf("%v messages fetched while ClickHouse is down; want between 1 and %v (batch + queue + one per partition)", held, limit)
+	}
+
+	ch.Server().Start(t)
+	after := sampleEvents(t, 300)
+	produceChunks(t, e.k, after, 50)
+	total := len(before) + len(during) + len(after)
+	waitFor(t, 2*time.Minute, func() string {
+		if lag := groupLag(t, e.k, e.cfg.Group); lag != 0 {
+			return fmt.Sprintf("group lag %d after the restart", lag)
+		}
+		return ""
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	wantCounts(t, ch, total)
+	if inserted := counter(t, r.reg, "auditlog_ingest_events_inserted_total", nil); inserted != float64(total) {
+		t.Errorf("inserted %v events, want %d", inserted, total)
+	}
+}

@@ -1,0 +1,635 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/schemas"
+)
+
+// Deps are what the ingester is given rather than builds.
+type Deps struct {
+	// Logger receives the ingester's logs; nil uses slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Schemas validates payloads; nil loads Config.SchemasDir (or the
+	// built-in schemas when it is empty).
+	Schemas *schemas.Registry
+}
+
+// Ingester consumes the events topic into ClickHouse. Create it with New and
+// run it with Run, once.
+type Ingester struct {
+	cfg       Config
+	log       *slog.Logger
+	m         *metrics
+	schemas   *schemas.Registry
+	conn      driver.Conn
+	dialer    *kafka.Dialer
+	transport *kafka.Transport
+	dlq       *kafka.Writer
+	recent    *recentIDs
+}
+
+// New validates cfg, loads the schemas and connects to ClickHouse, so that a
+// bad configuration fails before anything is consumed. Kafka is reached in
+// Run.
+func New(ctx context.Context, cfg Config, deps Deps) (*Ingester, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	in := &Ingester{cfg: cfg, log: deps.Logger, schemas: deps.Schemas, recent: newRecentIDs(cfg.RecentIDs)}
+	if in.log == nil {
+		in.log = slog.Default()
+	}
+	in.log = in.log.With("topic", cfg.Kafka.Topic, "group", cfg.Group)
+	if in.schemas == nil {
+		if cfg.SchemasDir == "" {
+			in.schemas = schemas.Embedded()
+		} else {
+			reg, err := schemas.Load(cfg.SchemasDir)
+			if err != nil {
+				return nil, fmt.Errorf("--schemas-dir: %w", err)
+			}
+			in.schemas = reg
+		}
+	}
+	var err error
+	if in.dialer, err = cfg.Kafka.Dialer(); err != nil {
+		return nil, err
+	}
+	if in.transport, err = cfg.Kafka.Transport(); err != nil {
+		return nil, err
+	}
+	if in.conn, err = store.Open(ctx, cfg.ClickHouse); err != nil {
+		return nil, err
+	}
+	in.dlq = &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Kafka.Brokers...),
+		Topic:        cfg.dlqTopic(),
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 10 * time.Millisecond,
+		// A DLQ message is at most MaxMessageBytes plus headers; 1 MB is
+		// the broker default limit of a request.
+		BatchBytes: 1 << 20,
+		Transport:  in.transport,
+	}
+	in.m = newMetrics(deps.Registerer)
+	return in, nil
+}
+
+// genEnd tells the batcher that a consumer group generation ended; the
+// batcher drops what it buffered of it and closes ack.
+type genEnd struct {
+	epoch int64
+	ack   chan struct{}
+}
+
+// Run consumes until ctx is cancelled, then stores and commits the batch in
+// hand (within Config.ShutdownTimeout), leaves the group and returns nil. It
+// returns an error only when it could not finish cleanly; what was not
+// committed is read again by the next ingester.
+func (in *Ingester) Run(ctx context.Context) error {
+	defer in.close()
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:               in.cfg.Group,
+		Brokers:          in.cfg.Kafka.Brokers,
+		Dialer:           in.dialer,
+		Topics:           []string{in.cfg.Kafka.Topic},
+		SessionTimeout:   in.cfg.SessionTimeout,
+		RebalanceTimeout: in.cfg.RebalanceTimeout,
+		// A new group reads the topic from the start: nothing that reached
+		// Kafka before the first ingester ran may be skipped.
+		StartOffset: kafka.FirstOffset,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			in.log.Warn("kafka consumer group: " + fmt.Sprintf(msg, args...))
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("kafka consumer group %s: %w", in.cfg.Group, err)
+	}
+
+	queue := make(chan *record, in.cfg.QueueMessages)
+	ends := make(chan genEnd)
+	b := &batcher{in: in, queue: queue, ends: ends, lastEnded: -1}
+	batchErr := make(chan error, 1)
+	batcherDone := make(chan struct{})
+	go func() {
+		defer close(batcherDone)
+		batchErr <- b.run(ctx)
+	}()
+
+	var epoch int64
+	for {
+		gen, err := cg.Next(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			in.log.Warn("joining consumer group failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		epoch++
+		in.startGeneration(ctx, gen, epoch, queue, ends, batcherDone)
+	}
+	// The batcher stores and commits the batch in hand with the current
+	// generation before the group is left, which ends that generation.
+	<-batcherDone
+	err = <-batchErr
+	if cerr := cg.Close(); cerr != nil {
+		in.log.Warn("leaving consumer group", "err", cerr)
+	}
+	return err
+}
+
+func (in *Ingester) close() {
+	if err := in.dlq.Close(); err != nil {
+		in.log.Warn("closing DLQ writer", "err", err)
+	}
+	in.transport.CloseIdleConnections()
+	if err := in.conn.Close(); err != nil {
+		in.log.Warn("closing ClickHouse connection", "err", err)
+	}
+}
+
+// startGeneration starts one fetcher per assigned partition, and a watcher
+// that tells the batcher when the generation ends.
+func (in *Ingester) startGeneration(ctx context.Context, gen *kafka.Generation, epoch int64, queue chan<- *record, ends chan<- genEnd, batcherDone <-chan struct{}) {
+	assigned := gen.Assignments[in.cfg.Kafka.Topic]
+	parts := make([]string, 0, len(assigned))
+	for _, a := range assigned {
+		parts = append(parts, fmt.Sprintf("%d@%d", a.ID, a.Offset))
+	}
+	in.log.Info("consumer group generation started", "generation", gen.ID, "member", gen.MemberID, "partitions", strings.Join(parts, ","))
+	for _, a := range assigned {
+		gen.Start(func(gctx context.Context) {
+			in.fetch(ctx, gctx, gen, epoch, a.ID, a.Offset, queue)
+		})
+	}
+	gen.Start(func(gctx context.Context) {
+		<-gctx.Done()
+		// The next generation must not start before the batcher has
+		// dropped this one's messages, or they could be committed with it.
+		e := genEnd{epoch: epoch, ack: make(chan struct{})}
+		select {
+		case ends <- e:
+			select {
+			case <-e.ack:
+			case <-batcherDone:
+			}
+		case <-batcherDone:
+		}
+		in.log.Info("consumer group generation ended", "generation", gen.ID)
+	})
+}
+
+// fetch reads one partition from offset, decodes each message and queues
+// it, until the generation ends. It never returns before that: returning
+// would end the generation for every partition.
+func (in *Ingester) fetch(ctx, gctx context.Context, gen *kafka.Generation, epoch int64, partition int, offset int64, queue chan<- *record) {
+	defer func() { <-gctx.Done() }()
+	topic := in.cfg.Kafka.Topic
+	log := in.log.With("partition", partition)
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   in.cfg.Kafka.Brokers,
+		Topic:     topic,
+		Partition: partition,
+		Dialer:    in.dialer,
+		MinBytes:  1,
+		// A message larger than a fetch can never be read; the broker's
+		// limit is 1 MB by default.
+		MaxBytes: max(2<<20, 2*in.cfg.MaxMessageBytes),
+		MaxWait:  250 * time.Millisecond,
+		// Lag is computed from each fetched message instead.
+		ReadLagInterval: -1,
+	})
+	defer r.Close()
+	if err := r.SetOffset(offset); err != nil {
+		log.Error("setting fetch offset", "offset", offset, "err", err)
+		return
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(gctx, cancel)
+	defer stop()
+
+	lag := in.m.lag.WithLabelValues(topic, strconv.Itoa(partition))
+	// A partition that moves to another member is its lag to report.
+	defer in.m.lag.DeleteLabelValues(topic, strconv.Itoa(partition))
+	for {
+		m, err := r.FetchMessage(fctx)
+		if err != nil {
+			if fctx.Err() != nil {
+				return
+			}
+			log.Warn("fetching from Kafka failed; retrying", "err", err)
+			select {
+			case <-fctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		in.m.consumed.Inc()
+		lag.Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
+		rec := &record{epoch: epoch, gen: gen, msg: m}
+		in.decode(rec)
+		select {
+		case queue <- rec:
+		case <-fctx.Done():
+			return
+		}
+	}
+}
+
+// batcher collects records into batches and stores them. It runs in one
+// goroutine; every field is its own.
+type batcher struct {
+	in    *Ingester
+	queue <-chan *record
+	ends  <-chan genEnd
+
+	buf   []*record
+	bytes int
+	// lastEnded is the newest generation that ended: its records, and
+	// older ones, are never stored or committed any more.
+	lastEnded int64
+	// pendingEnd is a generation end that arrived while a batch was being
+	// retried.
+	pendingEnd *genEnd
+}
+
+// errGenerationEnded aborts storing a batch whose generation ended.
+var errGenerationEnded = errors.New("consumer group generation ended")
+
+func (b *batcher) run(ctx context.Context) error {
+	cfg := b.in.cfg
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var fire <-chan time.Time
+		if len(b.buf) > 0 {
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return b.shutdown()
+		case e := <-b.ends:
+			b.endGeneration(e)
+		case r := <-b.queue:
+			if r.epoch <= b.lastEnded {
+				b.in.m.revokedDropped.Inc()
+				continue
+			}
+			if len(b.buf) == 0 {
+				timer.Reset(cfg.BatchInterval)
+			}
+			b.buf = append(b.buf, r)
+			b.bytes += r.size()
+			if len(b.buf) >= cfg.BatchRows || b.bytes >= cfg.BatchBytes {
+				timer.Stop()
+				b.flush(ctx)
+			}
+		case <-fire:
+			b.flush(ctx)
+		}
+		if b.pendingEnd != nil {
+			e := *b.pendingEnd
+			b.pendingEnd = nil
+			b.endGeneration(e)
+		}
+	}
+}
+
+// endGeneration drops the buffered records of an ended generation: the
+// coordinator would refuse their commit, and the partitions' owners in the
+// next generation read them again from the committed offsets.
+func (b *batcher) endGeneration(e genEnd) {
+	if len(b.buf) > 0 && b.buf[0].epoch <= e.epoch {
+		b.in.log.Info("dropping the batch of an ended consumer group generation; its messages will be read again",
+			"messages", len(b.buf), "offsets", offsetRanges(b.buf))
+		b.in.m.revokedDropped.Add(float64(len(b.buf)))
+		b.reset()
+	}
+	b.lastEnded = max(b.lastEnded, e.epoch)
+	close(e.ack)
+}
+
+func (b *batcher) reset() {
+	clear(b.buf)
+	b.buf = b.buf[:0]
+	b.bytes = 0
+}
+
+// flush stores the batch, retrying until it succeeds, the generation ends
+// or ctx is cancelled (then the batch stays for shutdown to store).
+func (b *batcher) flush(ctx context.Context) {
+	if len(b.buf) == 0 {
+		return
+	}
+	err := b.in.storeAndCommit(ctx, b.buf, b.ends, &b.pendingEnd)
+	switch {
+	case err == nil:
+		b.reset()
+	case errors.Is(err, errGenerationEnded):
+		// pendingEnd is set; run drops the batch.
+	case ctx.Err() != nil:
+		// Shutdown stores it with a fresh deadline.
+	default:
+		b.in.log.Error("storing batch", "err", err, "offsets", offsetRanges(b.buf))
+	}
+}
+
+// shutdown stores and commits what was fetched before the shutdown.
+func (b *batcher) shutdown() error {
+	// What was fetched before the shutdown is bounded by the queue: store it
+	// with the batch rather than read it again later.
+drain:
+	for {
+		select {
+		case r := <-b.queue:
+			if r.epoch > b.lastEnded {
+				b.buf = append(b.buf, r)
+				b.bytes += r.size()
+			}
+		default:
+			break drain
+		}
+	}
+	if len(b.buf) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.in.cfg.ShutdownTimeout)
+	defer cancel()
+	err := b.in.storeAndCommit(ctx, b.buf, b.ends, &b.pendingEnd)
+	if b.pendingEnd != nil {
+		close(b.pendingEnd.ack)
+	}
+	switch {
+	case errors.Is(err, errGenerationEnded):
+		b.in.log.Info("the group rebalanced during shutdown; the last batch is left to the partitions' new owners",
+			"messages", len(b.buf), "offsets", offsetRanges(b.buf))
+	case err != nil:
+		return fmt.Errorf("storing the last batch at shutdown (%d messages, offsets %s; they will be read again): %w", len(b.buf), offsetRanges(b.buf), err)
+	default:
+		b.in.log.Info("last batch stored and committed", "messages", len(b.buf), "offsets", offsetRanges(b.buf))
+	}
+	return nil
+}
+
+// outcome is what storing a batch decided for each record.
+type outcome struct {
+	insert     []*record
+	quarantine []*record
+	dups       map[string]int
+}
+
+// classify applies the two dedup layers that need no I/O: within the batch
+// and the window of recently stored ids.
+func (in *Ingester) classify(recs []*record) (candidates []*record, o outcome) {
+	o.dups = map[string]int{}
+	seen := make(map[uuid.UUID]uint64, len(recs))
+	for _, r := range recs {
+		if r.rejected() {
+			o.quarantine = append(o.quarantine, r)
+			continue
+		}
+		id := r.ev.ID
+		if h, ok := seen[id]; ok {
+			if h == r.hash {
+				o.dups[layerBatch]++
+			} else {
+				r.reject(classConflict, conflictReason(id, "already delivered earlier in this batch"))
+				o.quarantine = append(o.quarantine, r)
+			}
+			continue
+		}
+		seen[id] = r.hash
+		if h, ok := in.recent.get(id); ok {
+			if h == r.hash {
+				o.dups[layerRecent]++
+			} else {
+				r.reject(classConflict, conflictReason(id, "already stored"))
+				o.quarantine = append(o.quarantine, r)
+			}
+			continue
+		}
+		candidates = append(candidates, r)
+	}
+	return candidates, o
+}
+
+func conflictReason(id uuid.UUID, where string) string {
+	return fmt.Sprintf("conflict: event %s %s with different content (first wins; this delivery is kept in quarantine)", id, where)
+}
+
+// storeAndCommit stores a batch (events, quarantine rows, DLQ messages),
+// retrying failures with capped exponential backoff, and then commits its
+// offsets with the generation it was read in. It gives up when ctx is done
+// or the generation ends (a genEnd read from ends is left in *pending).
+func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, ends <-chan genEnd, pending **genEnd) error {
+	candidates, o := in.classify(recs)
+	baseQuarantine := len(o.quarantine)
+	ids := make([]uuid.UUID, len(candidates))
+	for i, r := range candidates {
+		ids[i] = r.ev.ID
+	}
+	log := in.log.With("offsets", offsetRanges(recs))
+
+	backoff := in.cfg.RetryMin
+	wait := func(err error) error {
+		in.m.storeFailures.Inc()
+		log.Warn("storing batch failed; retrying", "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, in.cfg.RetryMax)
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case e := <-ends:
+			*pending = &e
+			return errGenerationEnded
+		}
+	}
+
+	var storedDups int
+	var lookupTime, insertTime time.Duration
+	for {
+		o.quarantine, o.insert, storedDups = o.quarantine[:baseQuarantine], o.insert[:0], 0
+		err := func() error {
+			// An attempt under way is not cut short by a shutdown: an insert
+			// aborted midway leaves the client unsure whether the server
+			// stored it. ctx only stops further attempts.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.StoreTimeout)
+			defer cancel()
+			lookupStart := time.Now()
+			stored, err := in.storedHashes(actx, ids)
+			if err != nil {
+				return err
+			}
+			lookupTime = time.Since(lookupStart)
+			for _, r := range candidates {
+				r.class, r.reason = "", ""
+				h, ok := stored[r.ev.ID]
+				switch {
+				case !ok:
+					o.insert = append(o.insert, r)
+				case h == r.hash:
+					storedDups++
+				default:
+					r.class, r.reason = classConflict, conflictReason(r.ev.ID, "already stored")
+					o.quarantine = append(o.quarantine, r)
+				}
+			}
+			start := time.Now()
+			if err := in.insertEvents(actx, o.insert); err != nil {
+				return err
+			}
+			insertTime = time.Since(start)
+			in.m.insertLatency.Observe(insertTime.Seconds())
+			return in.insertQuarantine(actx, o.quarantine)
+		}()
+		if err == nil {
+			break
+		}
+		if werr := wait(err); werr != nil {
+			return werr
+		}
+	}
+	// The rows are acknowledged: remember them before anything else can
+	// fail, so a retry of the DLQ below does not ask ClickHouse again.
+	for _, r := range o.insert {
+		in.recent.add(r.ev.ID, r.hash)
+	}
+	for {
+		err := in.produceDLQ(ctx, o.quarantine)
+		if err == nil {
+			break
+		}
+		if werr := wait(err); werr != nil {
+			return werr
+		}
+	}
+
+	in.m.batchSize.Observe(float64(len(recs)))
+	in.m.inserted.Add(float64(len(o.insert)))
+	o.dups[layerStored] += storedDups
+	for layer, n := range o.dups {
+		in.m.duplicates.WithLabelValues(layer).Add(float64(n))
+	}
+	for _, r := range o.insert {
+		if !r.validated {
+			in.m.unvalidated.Inc()
+		}
+	}
+	for _, r := range o.quarantine {
+		in.m.quarantined.WithLabelValues(r.class).Inc()
+		if r.class == classConflict {
+			in.m.conflicts.Inc()
+		}
+		log.Warn("message quarantined", "partition", r.msg.Partition, "offset", r.msg.Offset, "reason", r.reason)
+	}
+
+	if err := in.commit(recs); err != nil {
+		in.m.commitFailures.Inc()
+		log.Warn("committing offsets failed; the batch is stored and its messages will be read again and deduplicated", "err", err)
+	} else {
+		log.Debug("batch stored and committed", "messages", len(recs), "inserted", len(o.insert), "quarantined", len(o.quarantine),
+			"lookup", lookupTime, "insert", insertTime)
+	}
+	return nil
+}
+
+// commit commits the offset after the last record of each partition, with
+// the generation the records were read in: the coordinator refuses it if
+// the group has moved on, so a lost partition is never committed.
+func (in *Ingester) commit(recs []*record) error {
+	next := map[int]int64{}
+	for _, r := range recs {
+		next[r.msg.Partition] = max(next[r.msg.Partition], r.msg.Offset+1)
+	}
+	return recs[0].gen.CommitOffsets(map[string]map[int]int64{in.cfg.Kafka.Topic: next})
+}
+
+// produceDLQ writes the rejected messages to the DLQ topic, with the reason
+// and where they came from in headers.
+func (in *Ingester) produceDLQ(ctx context.Context, recs []*record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(recs))
+	for i, r := range recs {
+		m := r.msg
+		value := m.Value
+		headers := []kafka.Header{
+			{Key: "reason", Value: []byte(r.reason)},
+			{Key: "reason-class", Value: []byte(r.class)},
+			{Key: "original-topic", Value: []byte(m.Topic)},
+			{Key: "original-partition", Value: []byte(strconv.Itoa(m.Partition))},
+			{Key: "original-offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		}
+		if r.eventID() != "" {
+			headers = append(headers, kafka.Header{Key: "event-id", Value: []byte(r.eventID())})
+		}
+		if ct := contentType(m); ct != "" {
+			headers = append(headers, kafka.Header{Key: "content-type", Value: []byte(ct)})
+		}
+		// An oversize message may not fit in a DLQ request; the quarantine
+		// table holds it whole.
+		if len(value) > in.cfg.MaxMessageBytes {
+			value = value[:in.cfg.MaxMessageBytes]
+			headers = append(headers, kafka.Header{Key: "truncated", Value: []byte("true")})
+		}
+		msgs[i] = kafka.Message{Key: m.Key, Value: value, Headers: headers}
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.StoreTimeout)
+	defer cancel()
+	if err := in.dlq.WriteMessages(wctx, msgs...); err != nil {
+		return fmt.Errorf("producing %d messages to DLQ %s: %w", len(msgs), in.cfg.dlqTopic(), err)
+	}
+	return nil
+}
+
+// offsetRanges renders the offsets of recs per partition, "0:10-19,2:5-7",
+// for logs.
+func offsetRanges(recs []*record) string {
+	type span struct{ first, last int64 }
+	spans := map[int]*span{}
+	for _, r := range recs {
+		p, o := r.msg.Partition, r.msg.Offset
+		if s, ok := spans[p]; ok {
+			s.first, s.last = min(s.first, o), max(s.last, o)
+		} else {
+			spans[p] = &span{o, o}
+		}
+	}
+	var b strings.Builder
+	for i, p := range slices.Sorted(maps.Keys(spans)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%d:%d-%d", p, spans[p].first, spans[p].last)
+	}
+	return b.String()
+}
