@@ -158,7 +158,8 @@ func newStack(t *testing.T, ch *testharness.ClickHouse, k *testharness.Kafka) *s
 	s.serve = startProc(t, "serve", "serve",
 		"--clickhouse-addr", ch.Addr, "--clickhouse-database", ch.Database,
 		"--http-addr", s.httpAddr, "--grpc-addr", s.grpcAddr,
-		"--tokens-file", tokens, "--stream-lag", "2s", "--stream-poll-interval", "200ms")
+		"--tokens-file", tokens, "--stream-lag", "2s", "--stream-poll-interval", "200ms",
+		"--kafka-brokers", strings.Join(s.brokers, ","), "--kafka-topic", s.topic)
 	waitHTTP(t, "http://"+s.httpAddr+"/readyz", 60*time.Second)
 	return s
 }
@@ -218,16 +219,19 @@ func newSender(t *testing.T, brokers []string, topic string) *sender {
 var sampleActions = []string{"workflow.job.start", "workflow.job.finish", "context.secrets.accessed", "project.env_var.create", "user.logged_in"}
 
 // send emits n new events three times each, in batches, so the copies land
-// in different ingester batches.
-func (s *sender) send(t *testing.T, ctx context.Context, n int) {
-	t.Helper()
+// in different ingester batches. It returns an error rather than failing the
+// test, so that it may run on a goroutine of its own.
+func (s *sender) send(ctx context.Context, n int) error {
 	events := make([][]byte, 0, n)
 	for i := range n {
 		id := uuid.Must(uuid.NewV7()).String()
 		// Old occurred_at on some events: late arrivals for the stream.
 		at := time.Now().UTC().Add(-time.Duration(i%7) * 24 * time.Hour)
-		data := schemas.SampleEvent(sampleActions[i%len(sampleActions)], id, at)
-		events = append(events, withScope(t, data, fmt.Sprintf("org-%d", i%3)))
+		data, err := withScope(schemas.SampleEvent(sampleActions[i%len(sampleActions)], id, at), fmt.Sprintf("org-%d", i%3))
+		if err != nil {
+			return err
+		}
+		events = append(events, data)
 		s.mu.Lock()
 		s.ids[id] = true
 		s.mu.Unlock()
@@ -240,22 +244,22 @@ func (s *sender) send(t *testing.T, ctx context.Context, n int) {
 					break
 				}
 				if ctx.Err() != nil || attempt > 120 {
-					t.Fatalf("emit: %v", err)
+					return fmt.Errorf("emit: %w", err)
 				}
 				time.Sleep(500 * time.Millisecond)
 			}
 		}
 	}
+	return nil
 }
 
-func withScope(t *testing.T, data []byte, scope string) []byte {
+func withScope(data []byte, scope string) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	m["scope"], _ = json.Marshal(map[string]string{"id": scope, "type": "organization", "name": scope})
-	out, _ := json.Marshal(m)
-	return out
+	return json.Marshal(m)
 }
 
 func (s *sender) sent() map[string]bool {
@@ -268,9 +272,13 @@ func (s *sender) sent() map[string]bool {
 	return out
 }
 
-// storedDistinct counts distinct ids in ClickHouse.
+// notSelfAudit leaves out the events the API emits about its own use
+// (they travel through the same topic) from what the checks compare.
+const notSelfAudit = "-action:audit_log.*"
+
+// storedDistinct counts the distinct product events in ClickHouse.
 func (s *stack) storedDistinct(t *testing.T) uint64 {
-	return s.ch.QueryUint64(t, "SELECT uniqExact(id) FROM events")
+	return s.ch.QueryUint64(t, "SELECT uniqExact(id) FROM events WHERE NOT startsWith(action, 'audit_log.')")
 }
 
 // waitStored waits until every sent id is stored.
@@ -306,7 +314,7 @@ func (s *stack) listIDs(t *testing.T, order string) []string {
 	var ids []string
 	token := ""
 	for page := 0; ; page++ {
-		q := url.Values{"page_size": {"1000"}, "order": {order}}
+		q := url.Values{"page_size": {"1000"}, "order": {order}, "q": {notSelfAudit}}
 		if token != "" {
 			q.Set("page_token", token)
 		}
@@ -338,7 +346,7 @@ func (s *stack) listIDs(t *testing.T, order string) []string {
 // exportIDs downloads the CSV export and returns the id column.
 func (s *stack) exportIDs(t *testing.T) []string {
 	t.Helper()
-	res := s.get(t, "/v1/events:export", url.Values{"format": {"csv"}, "columns": {"id,action"}})
+	res := s.get(t, "/v1/events:export", url.Values{"format": {"csv"}, "columns": {"id,action"}, "q": {notSelfAudit}})
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(res.Body)
@@ -371,7 +379,7 @@ func (s *stack) streamIDs(t *testing.T, cursor string, want int, timeout time.Du
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
-	req := &auditv1.StreamEventsRequest{Follow: true, Cursor: cursor}
+	req := &auditv1.StreamEventsRequest{Follow: true, Cursor: cursor, Q: notSelfAudit}
 	if cursor == "" {
 		req.Since = "1970-01-01T00:00:00Z"
 	}
@@ -437,5 +445,34 @@ func (s *stack) check(t *testing.T, scenario string, sent map[string]bool) {
 	t.Log(line)
 	if stored != uint64(len(sent)) {
 		t.Errorf("%s: %d distinct events stored, want %d", scenario, stored, len(sent))
+	}
+}
+
+// waitSelfAudit waits until the API's own audit events of the checks above
+// (a list, an export and a stream by the test's token) are visible.
+func (s *stack) waitSelfAudit(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		res := s.get(t, "/v1/events", url.Values{"action": {"audit_log.*"}, "actor_id": {"e2e-admin"}, "page_size": {"1000"}})
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		var out struct {
+			Events []struct {
+				Action string `json:"action"`
+			} `json:"events"`
+		}
+		_ = json.Unmarshal(body, &out)
+		seen := map[string]bool{}
+		for _, e := range out.Events {
+			seen[e.Action] = true
+		}
+		if seen["audit_log.events.list"] && seen["audit_log.events.export"] && seen["audit_log.stream.open"] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("self-audit events after %v: %v, want a list, an export and a stream by e2e-admin", timeout, seen)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
