@@ -19,6 +19,7 @@ import (
 	"github.com/auditlog/auditlog/ingest"
 	"github.com/auditlog/auditlog/internal/cli"
 	"github.com/auditlog/auditlog/internal/config"
+	"github.com/auditlog/auditlog/internal/store"
 )
 
 func ingestCommand() cli.Command {
@@ -35,6 +36,10 @@ func runIngest(ctx context.Context, args []string) error {
 	cfg.RegisterFlags(fs)
 	metricsAddr := fs.String("metrics-addr", ":9100", "`host:port` serving Prometheus /metrics; empty disables it")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	var retentionAge store.Age
+	fs.Var(&retentionAge, "retention-older-than", "also drop, on a schedule, the months of events lying entirely before now minus this `age` (400d); empty: no retention here (see auditlog retention)")
+	retentionEvery := fs.Duration("retention-every", 6*time.Hour, "how often the scheduled retention runs")
+	retentionCluster := fs.String("retention-cluster", "", "ClickHouse cluster `name` for the scheduled retention's DROP PARTITION ... ON CLUSTER")
 	memLimit := fs.Int("memory-limit-mib", 200, "soft limit of the Go heap in MiB, so the garbage collector works harder instead of growing past it (0: none; GOMEMLIMIT, when set, wins)")
 	fs.Usage = config.Usage(fs, "auditlog ingest [flags]",
 		`Consumes audit events from the Kafka topic as a member of the consumer group,
@@ -55,6 +60,12 @@ and commits the batch in hand and exits 0. The ClickHouse schema must exist
 	}
 	if err := cfg.Validate(); err != nil {
 		return cli.UsageError("%v", err)
+	}
+	if age := time.Duration(retentionAge); age != 0 && age < store.MinRetention {
+		return cli.UsageError("--retention-older-than %s is shorter than the minimum of 1d: a missing unit? (400 days is 400d)", retentionAge.String())
+	}
+	if *retentionEvery <= 0 {
+		return cli.UsageError("--retention-every must be positive")
 	}
 	// The batch and the queue bound the live data; this keeps the heap's
 	// garbage from doubling the footprint on top of it.
@@ -85,6 +96,22 @@ and commits the batch in hand and exits 0. The ClickHouse schema must exist
 			}
 		}()
 		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+
+	if age := time.Duration(retentionAge); age != 0 {
+		conn, err := store.Open(ctx, cfg.ClickHouse)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		retentionDone := make(chan struct{})
+		defer func() { <-retentionDone }()
+		go func() {
+			defer close(retentionDone)
+			if err := store.RunRetention(ctx, conn, cfg.ClickHouse.Database, *retentionCluster, age, *retentionEvery, log); err != nil {
+				log.Error("scheduled retention stopped", "err", err)
+			}
+		}()
 	}
 
 	log.Info("ingesting", "brokers", cfg.Kafka.Brokers.String(), "topic", cfg.Kafka.Topic, "group", cfg.Group,
