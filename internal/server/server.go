@@ -32,6 +32,15 @@ import (
 // server: a page of 1000 events with large payloads fits.
 const maxMessageBytes = 64 << 20
 
+// Requests are small (filters and a phrase): anything bigger is refused
+// before it is parsed. maxRequestBytes bounds a gRPC request message and
+// maxHeaderBytes the HTTP request line and headers, where a REST call's
+// parameters travel.
+const (
+	maxRequestBytes = 256 << 10
+	maxHeaderBytes  = 64 << 10
+)
+
 // Server is the wired API, ready to Run.
 type Server struct {
 	cfg      Config
@@ -79,6 +88,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(m.unary, cfg.Guard.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(m.stream, cfg.Guard.StreamInterceptor()),
 		grpc.MaxSendMsgSize(maxMessageBytes),
+		grpc.MaxRecvMsgSize(maxRequestBytes),
 	)
 	auditv1.RegisterAuditServiceServer(s.grpc, api{Service: cfg.Query, exporter: cfg.Exporter})
 	s.health = health.NewServer()
@@ -148,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 		mux.Handle("GET /v1/events:export", m.http("ExportEvents", h))
 	}
 	mux.Handle("/", strictParams(gw, gw))
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxHeaderBytes}
 	return s, nil
 }
 
