@@ -58,8 +58,16 @@ lint: ## go vet, gofmt and buf lint
 	$(BUF) lint
 
 .PHONY: test
-test: test-deps proto-check lint compose-check ## everything CI runs: deps, proto-check, lint, compose check, all tests with -race
-	$(GO) test $(GOFLAGS_TEST) -timeout 20m ./...
+test: test-deps proto-check lint compose-check ## everything CI runs: deps, proto-check, lint, compose check, all tests with -race, then the e2e suite
+	$(GO) test $(GOFLAGS_TEST) -timeout 20m $$($(GO) list ./... | grep -v '/e2e$$')
+	@$(MAKE) --no-print-directory test-e2e
+
+.PHONY: test-e2e
+test-e2e: ## end-to-end fault suite on a real Kafka broker; prints one summary line per scenario (full log: .build/e2e.log)
+	@mkdir -p .build
+	@set -o pipefail; $(GO) test $(GOFLAGS_TEST) -timeout 20m -v ./e2e 2>&1 | tee .build/e2e.log \
+		| grep --line-buffered -E '^(--- |ok|FAIL|panic|e2e summary)' \
+		|| { echo "e2e failed; last lines of .build/e2e.log:"; tail -150 .build/e2e.log; exit 1; }
 
 .PHONY: test-short
 test-short: ## the fast tests only (skips the slow fault tests)
