@@ -9,7 +9,8 @@ import (
 // Capture records the query text clickhouse-go sends to the server, after it
 // has bound the arguments into it: the driver logs every query at debug
 // level ("sending query", attribute "query") on the Logger of its Options.
-// Use one Capture per connection and one query at a time.
+// Use one Capture per connection; Last is meaningful with one query at a
+// time, All with any number.
 type Capture struct {
 	mu      sync.Mutex
 	queries []string
@@ -28,6 +29,13 @@ func (c *Capture) Last() string {
 		return ""
 	}
 	return c.queries[len(c.queries)-1]
+}
+
+// All returns the text of every query sent, in the order they were sent.
+func (c *Capture) All() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.queries...)
 }
 
 // captureHandler keeps the "query" attribute of "sending query" records and

@@ -10,6 +10,12 @@
 // rows. Nothing is rendered twice, so a difference is a difference between
 // the engines, not between two renderers.
 //
+// Besides the hand-written shapes, TestGeneratedQueriesAgree runs the real
+// query and export services on 18.16 with requests that reach every branch
+// of query/filter's SQL builder and checks every distinct SELECT they sent
+// (Capture.All) the same way; a request added there covers a new shape
+// without writing its SQL by hand.
+//
 // Adding a query shape: the shapes live in the package's tests (a table of
 // Shape{Name, SQL, Args}); the query and export packages add theirs in a
 // file of their own, shapes_<area>_test.go, with

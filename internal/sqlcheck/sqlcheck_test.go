@@ -2,6 +2,7 @@ package sqlcheck
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -71,12 +72,24 @@ func fixtureEvents(t *testing.T) [][]store.StoredEvent {
 	return batches
 }
 
-// TestCurrentClickHouseAgrees runs the migrations and every query shape on
-// ClickHouse 18.16 and on current ClickHouse (chDB) and compares the rows.
-func TestCurrentClickHouseAgrees(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs ClickHouse 26.x through chDB (a 560 MB library); skipped with -short")
-	}
+// engines is the fixture on both engines: the migrations and
+// fixtureEvents on a fresh ClickHouse 18.16 database and in a chDB data
+// directory, under the same database name.
+type engines struct {
+	ch *testharness.ClickHouse
+	// conn is a clickhouse-go connection to the 18.16 database whose
+	// queries capture records.
+	conn    driver.Conn
+	capture *Capture
+	current *ChDB
+	// client is clickhouse-client, which runs query text on 18.16.
+	client string
+}
+
+// newEngines builds the fixture on both engines, failing the test when
+// either rejects a statement.
+func newEngines(ctx context.Context, t *testing.T) *engines {
+	t.Helper()
 	bin, err := FindChDB()
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +104,6 @@ func TestCurrentClickHouseAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
 
 	// The schema, statement by statement, on both engines.
 	ddl := store.DDL(store.MigrateOptions{Database: ch.Database})
@@ -143,47 +154,69 @@ func TestCurrentClickHouseAgrees(t *testing.T) {
 			t.Fatalf("ClickHouse %s rejects insert %d: %v\n%.2000s", ChDBVersion, i, r.Err, inserts[i])
 		}
 	}
+	return &engines{ch: ch, conn: conn, capture: capture, current: current, client: testharness.ClickHouseClientPath(t)}
+}
+
+// runOld runs query text on 18.16 through clickhouse-client and returns its
+// JSONCompact result.
+func (e *engines) runOld(ctx context.Context, text string) (*Table, error) {
+	args := append(e.ch.ClientArgs(), "--format", "JSONCompact", "--query", text)
+	out, err := exec.CommandContext(ctx, e.client, args...).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse-client on 18.16: %v\n%s", err, out)
+	}
+	return ParseTable(out)
+}
+
+// runCurrent runs query texts on chDB in the fixture's database, one
+// Result per text.
+func (e *engines) runCurrent(t *testing.T, texts []string) []Result {
+	t.Helper()
+	results, err := e.current.Run("JSONCompact", append([]string{"USE " + e.ch.Database}, texts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Err != nil {
+		t.Fatalf("chDB: USE %s: %v", e.ch.Database, results[0].Err)
+	}
+	return results[1:]
+}
+
+// TestCurrentClickHouseAgrees runs the migrations and every query shape on
+// ClickHouse 18.16 and on current ClickHouse (chDB) and compares the rows.
+func TestCurrentClickHouseAgrees(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ClickHouse 26.x through chDB (a 560 MB library); skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	e := newEngines(ctx, t)
 
 	// Every shape: run through clickhouse-go on 18.16 (as the service
 	// does), then the exact text it sent on both engines as JSONCompact.
-	client := testharness.ClickHouseClientPath(t)
 	type sent struct {
 		shape Shape
 		text  string
 		old   *Table
 	}
 	var all []sent
+	var texts []string
 	for _, s := range shapes {
-		text := boundText(ctx, t, conn, capture, s.SQL, s.Args...)
+		text := boundText(ctx, t, e.conn, e.capture, s.SQL, s.Args...)
 		if text == "" {
 			continue // boundText reported the failure
 		}
-		args := append(ch.ClientArgs(), "--format", "JSONCompact", "--query", text)
-		out, err := exec.CommandContext(ctx, client, args...).CombinedOutput()
+		old, err := e.runOld(ctx, text)
 		if err != nil {
-			t.Errorf("%s: clickhouse-client on 18.16: %v\n%s", s.Name, err, out)
-			continue
-		}
-		old, err := ParseTable(out)
-		if err != nil {
-			t.Errorf("%s: 18.16: %v", s.Name, err)
+			t.Errorf("%s: %v", s.Name, err)
 			continue
 		}
 		all = append(all, sent{s, text, old})
+		texts = append(texts, text)
 	}
-	stmts := []string{"USE " + ch.Database}
-	for _, s := range all {
-		stmts = append(stmts, s.text)
-	}
-	results, err = current.Run("JSONCompact", stmts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if results[0].Err != nil {
-		t.Fatalf("chDB: USE %s: %v", ch.Database, results[0].Err)
-	}
+	results := e.runCurrent(t, texts)
 	for i, s := range all {
-		r := results[i+1]
+		r := results[i]
 		if r.Err != nil {
 			t.Errorf("%s: ClickHouse %s rejects the query 18.16 ran:\n%s\n%v", s.shape.Name, ChDBVersion, s.text, r.Err)
 			continue
