@@ -66,7 +66,12 @@ func (in *Ingester) insertEvents(ctx context.Context, recs []*record) error {
 		return fmt.Errorf("inserting events: %w", err)
 	}
 	for _, r := range recs {
-		if err := store.Append(batch, store.StoredEvent{Event: r.ev, Validated: r.validated}); err != nil {
+		row := r.row
+		if row == nil {
+			row = store.InsertArgs(store.StoredEvent{Event: r.ev, Validated: r.validated})
+		}
+		// store.Append(batch, ...) is batch.Append(store.InsertArgs(...)...).
+		if err := batch.Append(row...); err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("inserting event %s: %w", r.ev.ID, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strconv"
 	"time"
@@ -39,13 +38,6 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 
-var (
-	actionRe = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
-	// RFC 3339 with a mandatory zone and at most nine fractional digits; Go's
-	// time.Parse alone accepts longer fractions and silently drops digits.
-	timeRe = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$`)
-)
-
 // knownFields are the top-level members of the envelope; anything else is a
 // typo or a format this service does not understand, and is rejected rather
 // than silently dropped.
@@ -57,7 +49,21 @@ var knownFields = map[string]bool{
 
 // ParseJSON decodes and validates one event in the JSON wire format. Every
 // error is a *FieldError naming the field at fault.
+//
+// Well-formed events take parseFast, a single pass without reflection (the
+// ingester decodes every message, and encoding/json into maps cost it most
+// of its CPU); whatever parseFast does not accept goes through parseSlow,
+// which is the reference: it decides every rejection and words its error.
 func ParseJSON(data []byte) (*Event, error) {
+	if e, ok := parseFast(data); ok {
+		return e, nil
+	}
+	return parseSlow(data)
+}
+
+// parseSlow is ParseJSON on encoding/json, written for clarity: each field
+// is checked in turn and the first fault is reported.
+func parseSlow(data []byte) (*Event, error) {
 	if !utf8.Valid(data) {
 		return nil, fieldErr("", "message is not valid UTF-8")
 	}
@@ -194,7 +200,7 @@ func ValidateAction(s string) error {
 	if len(s) > MaxActionLen {
 		return fieldErr("action", "is %d bytes, at most %d allowed", len(s), MaxActionLen)
 	}
-	if !actionRe.MatchString(s) {
+	if !isActionSyntax(s) {
 		return fieldErr("action", "%q must be lowercase ASCII words joined by dots, entity first and verb last (e.g. workflow.job.start)", truncate(s, 64))
 	}
 	return nil
@@ -285,7 +291,7 @@ func ParseTime(field string, raw json.RawMessage) (time.Time, error) {
 
 // ParseTimeString is ParseTime for a plain string.
 func ParseTimeString(field, s string) (time.Time, error) {
-	if !timeRe.MatchString(s) {
+	if !isTimeSyntax(s) {
 		return time.Time{}, fieldErr(field, "%q is not an RFC 3339 time with a zone and at most 9 fractional digits (e.g. 2026-01-02T15:04:05.123456789Z)", truncate(s, 64))
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
@@ -296,6 +302,66 @@ func ParseTimeString(field, s string) (time.Time, error) {
 		return time.Time{}, fieldErr(field, "%q is before 1970", truncate(s, 64))
 	}
 	return t.UTC(), nil
+}
+
+// isActionSyntax reports whether s matches ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$:
+// two or more words of lowercase ASCII letters, digits and underscores, each
+// starting with a letter, joined by dots. It is written out to keep the
+// regexp engine off the ingester's per-event path; a test holds it to the
+// regexp.
+func isActionSyntax(s string) bool {
+	words := 0
+	i := 0
+	for {
+		if i >= len(s) || s[i] < 'a' || s[i] > 'z' {
+			return false
+		}
+		i++
+		for i < len(s) && ('a' <= s[i] && s[i] <= 'z' || isDigit(s[i]) || s[i] == '_') {
+			i++
+		}
+		words++
+		if i == len(s) {
+			return words >= 2
+		}
+		if s[i] != '.' {
+			return false
+		}
+		i++
+	}
+}
+
+// isTimeSyntax reports whether s matches
+// ^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$:
+// RFC 3339 with a mandatory zone and at most nine fractional digits (Go's
+// time.Parse alone accepts longer fractions and silently drops digits).
+// Like isActionSyntax, a test holds it to the regexp.
+func isTimeSyntax(s string) bool {
+	const layout = "dddd-dd-ddTdd:dd:dd" // d is a digit, anything else itself
+	if len(s) < len(layout) {
+		return false
+	}
+	for i := 0; i < len(layout); i++ {
+		if layout[i] == 'd' && !isDigit(s[i]) || layout[i] != 'd' && s[i] != layout[i] {
+			return false
+		}
+	}
+	zone := s[len(layout):]
+	if len(zone) > 0 && zone[0] == '.' {
+		n := 1
+		for n < len(zone) && isDigit(zone[n]) {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return false
+		}
+		zone = zone[n:]
+	}
+	if zone == "Z" {
+		return true
+	}
+	return len(zone) == 6 && (zone[0] == '+' || zone[0] == '-') &&
+		isDigit(zone[1]) && isDigit(zone[2]) && zone[3] == ':' && isDigit(zone[4]) && isDigit(zone[5])
 }
 
 func parseSuccess(raw json.RawMessage) (bool, error) {
