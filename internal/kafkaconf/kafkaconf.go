@@ -155,16 +155,26 @@ func (c Config) SASL() (sasl.Mechanism, error) {
 	}
 }
 
-// Dialer returns a kafka-go Dialer for Readers and consumer groups.
-func (c Config) Dialer() (*kafka.Dialer, error) {
+// security validates the config and returns its TLS config and SASL
+// mechanism (each nil when off), shared by Dialer and Transport.
+func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tc, err := c.TLSConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mech, err := c.SASL()
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, mech, nil
+}
+
+// Dialer returns a kafka-go Dialer for Readers and consumer groups.
+func (c Config) Dialer() (*kafka.Dialer, error) {
+	tc, mech, err := c.security()
 	if err != nil {
 		return nil, err
 	}
@@ -180,14 +190,7 @@ func (c Config) Dialer() (*kafka.Dialer, error) {
 // Transport returns a kafka-go Transport for Writers and Clients. Close its
 // idle connections (CloseIdleConnections) when done with it.
 func (c Config) Transport() (*kafka.Transport, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	tc, err := c.TLSConfig()
-	if err != nil {
-		return nil, err
-	}
-	mech, err := c.SASL()
+	tc, mech, err := c.security()
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"encoding/json"
-	"fmt"
 	"sort"
 	"time"
 
@@ -105,35 +103,5 @@ type EventScanner struct {
 
 // Scan reads the current row of rows into a new event.
 func (s *EventScanner) Scan(rows driver.Rows) (*event.Event, error) {
-	err := rows.Scan(&s.id, &s.version, &s.action,
-		&s.actorID, &s.actorType, &s.actorName, &s.actor,
-		&s.targetID, &s.targetType, &s.targetName, &s.target,
-		&s.scopeID, &s.scopeType, &s.scopeName, &s.scope, &s.payload, &s.mdKeys, &s.mdValues,
-		&s.occurredNs, &s.success, &s.requestID, &s.request)
-	if err != nil {
-		return nil, fmt.Errorf("scanning event row: %w", err)
-	}
-	e := &event.Event{
-		ID:         s.id,
-		Version:    s.version,
-		Action:     s.action,
-		Actor:      event.Entity{ID: s.actorID, Type: s.actorType, Name: s.actorName, Raw: json.RawMessage(s.actor)},
-		Target:     event.Entity{ID: s.targetID, Type: s.targetType, Name: s.targetName, Raw: json.RawMessage(s.target)},
-		Payload:    json.RawMessage(s.payload),
-		OccurredAt: time.Unix(0, s.occurredNs).UTC(),
-		Success:    s.success != 0,
-	}
-	if s.scope != "" {
-		e.Scope = &event.Entity{ID: s.scopeID, Type: s.scopeType, Name: s.scopeName, Raw: json.RawMessage(s.scope)}
-	}
-	if s.request != "" {
-		e.Request = &event.Request{ID: s.requestID, Raw: json.RawMessage(s.request)}
-	}
-	if len(s.mdKeys) > 0 {
-		e.Metadata = make(map[string]string, len(s.mdKeys))
-		for i, k := range s.mdKeys {
-			e.Metadata[k] = s.mdValues[i]
-		}
-	}
-	return e, nil
+	return s.ScanWith(rows)
 }
