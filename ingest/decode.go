@@ -74,7 +74,7 @@ func (r *record) size() int { return len(r.msg.Value) + len(r.msg.Key) }
 func (in *Ingester) decode(r *record) {
 	in.decodeEvent(r)
 	if r.ev != nil && !r.rejected() {
-		r.row = store.InsertArgs(store.StoredEvent{Event: r.ev, Validated: r.validated})
+		r.row = store.InsertArgs(store.StoredEvent{Event: r.ev, Validated: r.validated, ContentHash: r.hash})
 	}
 }
 

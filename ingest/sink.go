@@ -68,7 +68,7 @@ func (in *Ingester) insertEvents(ctx context.Context, recs []*record) error {
 	for _, r := range recs {
 		row := r.row
 		if row == nil {
-			row = store.InsertArgs(store.StoredEvent{Event: r.ev, Validated: r.validated})
+			row = store.InsertArgs(store.StoredEvent{Event: r.ev, Validated: r.validated, ContentHash: r.hash})
 		}
 		// store.Append(batch, ...) is batch.Append(store.InsertArgs(...)...).
 		if err := batch.Append(row...); err != nil {

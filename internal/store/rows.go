@@ -30,12 +30,19 @@ type StoredEvent struct {
 	*event.Event
 	// Validated is false when no schema was known for (action, version).
 	Validated bool
+	// ContentHash is Event.ContentHash() when the caller already has it
+	// (the ingester computes it for dedup); 0 means compute it here.
+	ContentHash uint64
 }
 
 // InsertArgs returns the values of one row in EventColumns order, ready for
 // driver.Batch.Append.
 func InsertArgs(s StoredEvent) []any {
 	e := s.Event
+	hash := s.ContentHash
+	if hash == 0 {
+		hash = e.ContentHash()
+	}
 	keys, values := metadataColumns(e.Metadata)
 	var scopeType, scopeName, scope, request string
 	if e.Scope != nil {
@@ -53,7 +60,7 @@ func InsertArgs(s StoredEvent) []any {
 		e.OccurredAt.UTC().Truncate(time.Second), e.OccurredAt.UnixNano(),
 		boolToUInt8(e.Success),
 		e.RequestID(), request,
-		boolToUInt8(s.Validated), e.ContentHash(),
+		boolToUInt8(s.Validated), hash,
 	}
 }
 
