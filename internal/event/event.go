@@ -164,14 +164,14 @@ func appendUint(buf []byte, v uint64) []byte {
 // appendJSONString appends s as a JSON string with the encoding/json escaping
 // rules (minus HTML escaping, which would change stored text).
 func appendJSONString(buf []byte, s string) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
 	if needsNoEscape(s) {
 		buf = append(buf, '"')
 		buf = append(buf, s...)
 		return append(buf, '"')
 	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s) // encoding a string cannot fail
 	return append(buf, bytes.TrimSuffix(b.Bytes(), []byte("\n"))...)
 }
