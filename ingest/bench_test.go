@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,7 +35,9 @@ import (
 // JSONEachRow into a table of the same schema (with the same two
 // materialized views, so the server does the same work), and the ingester
 // process's peak RSS (VmHWM). AUDITLOG_BENCH_EVENTS sets the number of
-// events (default 1,000,000).
+// events (default 1,000,000); AUDITLOG_BENCH_CPUPROFILE=FILE saves a
+// ten-second CPU profile of the ingester at work, and FILE.heap its heap
+// after that.
 func BenchmarkIngest(b *testing.B) {
 	n := 1_000_000
 	if v := os.Getenv("AUDITLOG_BENCH_EVENTS"); v != "" {
@@ -126,11 +132,12 @@ func benchmarkIngest(b *testing.B, n int) {
 	client := exec.Command(testharness.ClickHouseClientPath(b), append(ch.ClientArgs(),
 		"--query", fmt.Sprintf("INSERT INTO %s.events_bench_ref (%s) FORMAT JSONEachRow", ch.Database, store.EventColumns))...)
 	client.Stdin = in
-	refStart := time.Now()
+	refStart, refBusy := time.Now(), machineBusy(b)
 	if out, err := client.CombinedOutput(); err != nil {
 		b.Fatalf("clickhouse-client: %v\n%s", err, out)
 	}
 	refDur := time.Since(refStart)
+	refCores := (machineBusy(b) - refBusy).Seconds() / refDur.Seconds()
 	in.Close()
 	if got := ch.QueryUint64(b, "SELECT count() FROM events_bench_ref"); got != uint64(n) {
 		b.Fatalf("clickhouse-client stored %d rows, want %d", got, n)
@@ -139,22 +146,39 @@ func benchmarkIngest(b *testing.B, n int) {
 	// The ingester, timed from joining the group to the last commit.
 	e := &env{ch: ch, k: k, cfg: newEnvConfig(ch, k)}
 	args := ingestArgs(e)
+	profile := os.Getenv("AUDITLOG_BENCH_CPUPROFILE")
+	var pprofAddr string
+	if profile != "" {
+		pprofAddr = freeAddr(b)
+		args = append(args, "--metrics-addr", pprofAddr, "--pprof")
+	}
 	p := startProc(b, bin, args)
 	defer func() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}()
 	var ingestStart time.Time
+	var ingestBusy time.Duration
 	deadline := time.Now().Add(30 * time.Minute)
 	for ingestStart.IsZero() {
 		if strings.Contains(p.stderr.String(), "consumer group generation started") {
-			ingestStart = time.Now()
+			ingestStart, ingestBusy = time.Now(), machineBusy(b)
 		}
 		select {
 		case <-p.exited:
 			b.Fatalf("ingester exited: %v\n%s", p.err, tail(p.stderr.String(), 20))
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+	profiled := make(chan struct{})
+	if profile != "" {
+		go func() {
+			defer close(profiled)
+			fetchProfile(b, "http://"+pprofAddr+"/debug/pprof/profile?seconds=10", profile)
+			fetchProfile(b, "http://"+pprofAddr+"/debug/pprof/heap", profile+".heap")
+		}()
+	} else {
+		close(profiled)
 	}
 	for groupLag(b, k, e.cfg.Group) != 0 {
 		if time.Now().After(deadline) {
@@ -163,6 +187,8 @@ func benchmarkIngest(b *testing.B, n int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ingestDur := time.Since(ingestStart)
+	ingestCores := (machineBusy(b) - ingestBusy).Seconds() / ingestDur.Seconds()
+	<-profiled
 	hwm := vmHWM(b, p.cmd.Process.Pid)
 	cpu := cpuTime(b, p.cmd.Process.Pid)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -182,9 +208,42 @@ func benchmarkIngest(b *testing.B, n int) {
 	b.ReportMetric(float64(hwm)/(1<<20), "peak_rss_MB")
 	b.ReportMetric(cpu.Seconds()*1e6/float64(n), "ingester_cpu_us/event")
 	fmt.Printf("ingest: %d events (avg %d B) Kafka -> ClickHouse in %v = %.0f events/s; clickhouse-client JSONEachRow %v = %.0f rows/s; "+
-		"ratio %.2f (target >= 0.8); ingester peak RSS (VmHWM) %.0f MB (target < 256); ingester CPU %v (%.1f µs/event, %.2f cores)\n",
+		"ratio %.2f (target >= 0.8); ingester peak RSS (VmHWM) %.0f MB (target < 256); ingester CPU %v (%.1f µs/event, %.2f cores); "+
+		"machine busy %.2f of %d cores during the ingest, %.2f during the client\n",
 		n, totalBytes/n, ingestDur.Round(time.Millisecond), ingestRate, refDur.Round(time.Millisecond), refRate, ingestRate/refRate,
-		float64(hwm)/(1<<20), cpu.Round(time.Millisecond), cpu.Seconds()*1e6/float64(n), cpu.Seconds()/ingestDur.Seconds())
+		float64(hwm)/(1<<20), cpu.Round(time.Millisecond), cpu.Seconds()*1e6/float64(n), cpu.Seconds()/ingestDur.Seconds(),
+		ingestCores, runtime.NumCPU(), refCores)
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(tb testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// fetchProfile saves the CPU profile served at url (AUDITLOG_BENCH_CPUPROFILE:
+// ten seconds of the ingester at work, for go tool pprof).
+func fetchProfile(tb testing.TB, url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Errorf("CPU profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, data)
+	}
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		tb.Errorf("CPU profile: %v", err)
+	}
 }
 
 // newEnvConfig is newEnv's configuration without migrating, with the
@@ -219,6 +278,26 @@ func vmHWM(tb testing.TB, pid int) int64 {
 	}
 	tb.Fatalf("no VmHWM in /proc/%d/status", pid)
 	return 0
+}
+
+// machineBusy returns the CPU time all cores of the machine spent busy
+// (not idle or waiting for I/O) since boot, from /proc/stat.
+func machineBusy(tb testing.TB) time.Duration {
+	tb.Helper()
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		tb.Fatalf("read /proc/stat: %v", err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	var busy int64
+	// cpu user nice system idle iowait irq softirq steal ...
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		if i != 3 && i != 4 {
+			busy += v
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
 }
 
 // cpuTime returns the user plus system CPU time a process has used so far.

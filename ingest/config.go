@@ -46,8 +46,9 @@ type Config struct {
 	// message arrived, so a quiet topic is stored promptly.
 	BatchInterval time.Duration
 	// QueueMessages is the capacity of the queue between the partition
-	// fetchers and the batcher. With the batch it bounds the messages held
-	// in memory: fetching stops while both are full.
+	// fetchers and the batcher. With the batch being stored and the one
+	// being collected it bounds the messages held in memory: fetching stops
+	// while all three are full.
 	QueueMessages int
 	// MaxMessageBytes is the largest message accepted; larger ones are
 	// quarantined without being decoded.

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/auditlog/auditlog/internal/event"
-	"github.com/auditlog/auditlog/internal/store"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/schemas"
 )
@@ -47,11 +46,6 @@ type record struct {
 	validated bool
 	// class and reason say why the message is rejected; empty when it is not.
 	class, reason string
-	// row is ev's row of the events table (store.InsertArgs), nil when the
-	// message is rejected. The fetchers build it while they decode, in
-	// parallel and while a batch is being stored, so that the batcher, which
-	// stores one batch at a time, only hands it to the driver.
-	row []any
 }
 
 // committer commits offsets for one consumer group generation;
@@ -72,13 +66,6 @@ func (r *record) size() int { return len(r.msg.Value) + len(r.msg.Key) }
 // decode decodes and validates one message into r. A rejection sets
 // r.class and r.reason; the reason names the field at fault.
 func (in *Ingester) decode(r *record) {
-	in.decodeEvent(r)
-	if r.ev != nil && !r.rejected() {
-		r.row = store.InsertArgs(store.StoredEvent{Event: r.ev, Validated: r.validated, ContentHash: r.hash})
-	}
-}
-
-func (in *Ingester) decodeEvent(r *record) {
 	m := r.msg
 	if len(m.Value) > in.cfg.MaxMessageBytes {
 		r.reject(classOversize, fmt.Sprintf("message: %d bytes, more than the %d allowed (--max-message-bytes)", len(m.Value), in.cfg.MaxMessageBytes))
@@ -88,7 +75,7 @@ func (in *Ingester) decodeEvent(r *record) {
 	var err error
 	switch ct := contentType(m); ct {
 	case "", contentTypeJSON:
-		ev, err = event.ParseJSON(m.Value)
+		ev, err = event.ParseJSONShared(m.Value)
 	case contentTypeProto:
 		var p auditv1.AuditEvent
 		if uerr := proto.Unmarshal(m.Value, &p); uerr != nil {

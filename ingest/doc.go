@@ -10,13 +10,16 @@
 //	partition fetchers (one per assigned partition; decode + validate)
 //	  -> bounded channel (back-pressure: fetchers block when it is full)
 //	  -> batcher (batches by rows, bytes and time)
+//	  -> storer (one batch at a time, in order, while the batcher collects
+//	     the next one, so decoding and writing overlap)
 //	  -> dedup: within the batch, against a bounded window of recently
 //	     stored ids, against ids already in ClickHouse (events_by_id)
 //	  -> INSERT INTO events and quarantine; produce to the DLQ
 //	  -> commit offsets with the generation the messages were read in.
 //
 // ClickHouse failures are retried with capped exponential backoff, holding
-// the batch and committing nothing, while the fetchers stay blocked.
+// the batch and committing nothing; the next batch fills up and waits, and
+// the fetchers block.
 //
 // Why the kafka-go ConsumerGroup and not the group-managed kafka.Reader: the
 // Reader hides generations, keeps handing out messages fetched before a

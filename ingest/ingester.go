@@ -43,6 +43,9 @@ type Ingester struct {
 	transport *kafka.Transport
 	dlq       *kafka.Writer
 	recent    *recentIDs
+	// block is reused by every insert; only the batcher's goroutine
+	// stores.
+	block store.EventBlock
 }
 
 // New validates cfg, loads the schemas and connects to ClickHouse, so that a
@@ -126,7 +129,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 
 	queue := make(chan *record, in.cfg.QueueMessages)
 	ends := make(chan genEnd)
-	b := &batcher{in: in, queue: queue, ends: ends, lastEnded: -1}
+	b := newBatcher(in, queue, ends)
 	batchErr := make(chan error, 1)
 	batcherDone := make(chan struct{})
 	go func() {
@@ -261,7 +264,11 @@ func (in *Ingester) fetch(ctx, gctx context.Context, gen *kafka.Generation, epoc
 	}
 }
 
-// batcher collects records into batches and stores them. It runs in one
+// batcher collects records into batches and hands each full batch to the
+// storer goroutine, collecting the next one while the previous is stored:
+// the fetchers decode and ClickHouse writes at the same time. Batches are
+// stored one at a time and in order, so a batch's offsets are never
+// committed before those of the batch before it. The batcher runs in one
 // goroutine; every field is its own.
 type batcher struct {
 	in    *Ingester
@@ -270,60 +277,137 @@ type batcher struct {
 
 	buf   []*record
 	bytes int
+	// due is set when the batch in buf has waited Config.BatchInterval.
+	due   bool
+	timer *time.Timer
 	// lastEnded is the newest generation that ended: its records, and
 	// older ones, are never stored or committed any more.
 	lastEnded int64
-	// pendingEnd is a generation end that arrived while a batch was being
-	// retried.
-	pendingEnd *genEnd
+
+	// inflight is the batch the storer is working on, nil when it is idle.
+	inflight *flight
+	// spare is the slice of the last stored batch, reused for the next.
+	spare []*record
+	work  chan *flight
+	done  chan *flight
+}
+
+// flight is one batch handed to the storer.
+type flight struct {
+	recs []*record
+	// abort is closed when the batch's generation ends: the storer stops
+	// retrying and returns errGenerationEnded.
+	abort chan struct{}
+	err   error
 }
 
 // errGenerationEnded aborts storing a batch whose generation ended.
 var errGenerationEnded = errors.New("consumer group generation ended")
 
-func (b *batcher) run(ctx context.Context) error {
-	cfg := b.in.cfg
+func newBatcher(in *Ingester, queue <-chan *record, ends <-chan genEnd) *batcher {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	return &batcher{in: in, queue: queue, ends: ends, lastEnded: -1, timer: timer,
+		work: make(chan *flight), done: make(chan *flight)}
+}
+
+func (b *batcher) run(ctx context.Context) error {
+	storerDone := make(chan struct{})
+	defer func() { <-storerDone }()
+	defer close(b.work)
+	go func() {
+		defer close(storerDone)
+		for f := range b.work {
+			f.err = b.in.storeAndCommit(ctx, f.recs, f.abort)
+			b.done <- f
+		}
+	}()
+
 	for {
+		// A full batch waiting for the storer stops the reading, and with
+		// it, once the queue is full, the fetchers.
+		queue := b.queue
+		if b.full() {
+			queue = nil
+		}
 		var fire <-chan time.Time
-		if len(b.buf) > 0 {
-			fire = timer.C
+		if len(b.buf) > 0 && !b.due {
+			fire = b.timer.C
 		}
 		select {
 		case <-ctx.Done():
 			return b.shutdown()
 		case e := <-b.ends:
 			b.endGeneration(e)
-		case r := <-b.queue:
+		case f := <-b.done:
+			b.stored(f)
+		case r := <-queue:
 			if r.epoch <= b.lastEnded {
 				b.in.m.revokedDropped.Inc()
 				continue
 			}
 			if len(b.buf) == 0 {
-				timer.Reset(cfg.BatchInterval)
+				b.timer.Reset(b.in.cfg.BatchInterval)
 			}
 			b.buf = append(b.buf, r)
 			b.bytes += r.size()
-			if len(b.buf) >= cfg.BatchRows || b.bytes >= cfg.BatchBytes {
-				timer.Stop()
-				b.flush(ctx)
-			}
 		case <-fire:
-			b.flush(ctx)
+			b.due = true
 		}
-		if b.pendingEnd != nil {
-			e := *b.pendingEnd
-			b.pendingEnd = nil
-			b.endGeneration(e)
+		if b.inflight == nil && len(b.buf) > 0 && (b.due || b.full()) {
+			b.handOff()
 		}
 	}
 }
 
-// endGeneration drops the buffered records of an ended generation: the
-// coordinator would refuse their commit, and the partitions' owners in the
-// next generation read them again from the committed offsets.
+func (b *batcher) full() bool {
+	return len(b.buf) >= b.in.cfg.BatchRows || b.bytes >= b.in.cfg.BatchBytes
+}
+
+// handOff gives the batch in buf to the idle storer.
+func (b *batcher) handOff() {
+	b.timer.Stop()
+	b.inflight = &flight{recs: b.buf, abort: make(chan struct{})}
+	b.work <- b.inflight
+	b.buf, b.spare = b.spare[:0], nil
+	b.bytes, b.due = 0, false
+}
+
+// stored takes back a batch from the storer.
+func (b *batcher) stored(f *flight) {
+	b.inflight = nil
+	switch {
+	case f.err == nil:
+		clear(f.recs)
+		b.spare = f.recs[:0]
+	case errors.Is(f.err, errGenerationEnded):
+		// endGeneration counted and logged the drop.
+	default:
+		// Only a shutdown makes the storer give up otherwise; the batch
+		// goes first into the one shutdown stores.
+		b.buf = append(f.recs, b.buf...)
+		for _, r := range f.recs {
+			b.bytes += r.size()
+		}
+	}
+}
+
+// endGeneration drops the records of an ended generation, buffered or being
+// stored: the coordinator would refuse their commit, and the partitions'
+// owners in the next generation read them again from the committed offsets.
+// It acknowledges the end only once the storer let go of them.
 func (b *batcher) endGeneration(e genEnd) {
+	if f := b.inflight; f != nil && f.recs[0].epoch <= e.epoch {
+		// The attempt under way finishes (see storeAndCommit); retries stop.
+		close(f.abort)
+		b.stored(<-b.done)
+		if f.err != nil {
+			b.in.log.Info("dropping the batch of an ended consumer group generation; its messages will be read again",
+				"messages", len(f.recs), "offsets", offsetRanges(f.recs))
+			b.in.m.revokedDropped.Add(float64(len(f.recs)))
+			b.buf = slices.DeleteFunc(b.buf, func(r *record) bool { return r.epoch <= e.epoch })
+		}
+	}
 	if len(b.buf) > 0 && b.buf[0].epoch <= e.epoch {
 		b.in.log.Info("dropping the batch of an ended consumer group generation; its messages will be read again",
 			"messages", len(b.buf), "offsets", offsetRanges(b.buf))
@@ -337,30 +421,16 @@ func (b *batcher) endGeneration(e genEnd) {
 func (b *batcher) reset() {
 	clear(b.buf)
 	b.buf = b.buf[:0]
-	b.bytes = 0
+	b.bytes, b.due = 0, false
+	b.timer.Stop()
 }
 
-// flush stores the batch, retrying until it succeeds, the generation ends
-// or ctx is cancelled (then the batch stays for shutdown to store).
-func (b *batcher) flush(ctx context.Context) {
-	if len(b.buf) == 0 {
-		return
-	}
-	err := b.in.storeAndCommit(ctx, b.buf, b.ends, &b.pendingEnd)
-	switch {
-	case err == nil:
-		b.reset()
-	case errors.Is(err, errGenerationEnded):
-		// pendingEnd is set; run drops the batch.
-	case ctx.Err() != nil:
-		// Shutdown stores it with a fresh deadline.
-	default:
-		b.in.log.Error("storing batch", "err", err, "offsets", offsetRanges(b.buf))
-	}
-}
-
-// shutdown stores and commits what was fetched before the shutdown.
+// shutdown stores and commits what was fetched before the shutdown: the
+// batch being stored, if its store gave up, and what is buffered.
 func (b *batcher) shutdown() error {
+	if b.inflight != nil {
+		b.stored(<-b.done)
+	}
 	// What was fetched before the shutdown is bounded by the queue: store it
 	// with the batch rather than read it again later.
 drain:
@@ -380,9 +450,24 @@ drain:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.in.cfg.ShutdownTimeout)
 	defer cancel()
-	err := b.in.storeAndCommit(ctx, b.buf, b.ends, &b.pendingEnd)
-	if b.pendingEnd != nil {
-		close(b.pendingEnd.ack)
+	// A generation that ends meanwhile aborts the store; its end is
+	// acknowledged once the store returned.
+	abort := make(chan struct{})
+	ended := make(chan *genEnd, 1)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case e := <-b.ends:
+			close(abort)
+			ended <- &e
+		case <-stop:
+			ended <- nil
+		}
+	}()
+	err := b.in.storeAndCommit(ctx, b.buf, abort)
+	close(stop)
+	if e := <-ended; e != nil {
+		close(e.ack)
 	}
 	switch {
 	case errors.Is(err, errGenerationEnded):
@@ -445,8 +530,9 @@ func conflictReason(id uuid.UUID, where string) string {
 // storeAndCommit stores a batch (events, quarantine rows, DLQ messages),
 // retrying failures with capped exponential backoff, and then commits its
 // offsets with the generation it was read in. It gives up when ctx is done
-// or the generation ends (a genEnd read from ends is left in *pending).
-func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, ends <-chan genEnd, pending **genEnd) error {
+// or abort is closed (the generation ended). Only the storer goroutine, and
+// the batcher's shutdown once the storer is idle, call it.
+func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, abort <-chan struct{}) error {
 	candidates, o := in.classify(recs)
 	baseQuarantine := len(o.quarantine)
 	ids := make([]uuid.UUID, len(candidates))
@@ -467,8 +553,7 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, ends <-c
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case e := <-ends:
-			*pending = &e
+		case <-abort:
 			return errGenerationEnded
 		}
 	}

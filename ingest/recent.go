@@ -5,8 +5,8 @@ import "github.com/google/uuid"
 // recentIDs remembers the content hash of the last n events stored, so that
 // redeliveries shortly after a restart or a retry are dropped without asking
 // ClickHouse. Eviction is first in, first out: a redelivery comes soon after
-// the original or not at all, so recency of storing is what matters. It is
-// used by the batcher goroutine only.
+// the original or not at all, so recency of storing is what matters. Only
+// the goroutine storing batches uses it (see batcher).
 type recentIDs struct {
 	hashes map[uuid.UUID]uint64
 	ring   []uuid.UUID

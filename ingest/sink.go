@@ -58,28 +58,14 @@ func (in *Ingester) storedHashes(ctx context.Context, ids []uuid.UUID) (map[uuid
 
 // insertEvents writes the events in one columnar block.
 func (in *Ingester) insertEvents(ctx context.Context, recs []*record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	batch, err := in.conn.PrepareBatch(ctx, "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		return fmt.Errorf("inserting events: %w", err)
-	}
+	b := &in.block
+	b.Reset()
 	for _, r := range recs {
-		row := r.row
-		if row == nil {
-			row = store.InsertArgs(store.StoredEvent{Event: r.ev, Validated: r.validated, ContentHash: r.hash})
-		}
-		// store.Append(batch, ...) is batch.Append(store.InsertArgs(...)...).
-		if err := batch.Append(row...); err != nil {
-			_ = batch.Abort()
-			return fmt.Errorf("inserting event %s: %w", r.ev.ID, err)
-		}
+		b.Append(store.StoredEvent{Event: r.ev, Validated: r.validated, ContentHash: r.hash})
 	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("inserting %d events: %w", len(recs), err)
-	}
-	return nil
+	err := b.Insert(ctx, in.conn, "events")
+	b.Reset()
+	return err
 }
 
 // insertQuarantine writes the rejected messages, raw bytes and reason.

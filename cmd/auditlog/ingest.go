@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"time"
@@ -40,6 +41,7 @@ func runIngest(ctx context.Context, args []string) error {
 	fs.Var(&retentionAge, "retention-older-than", "also drop, on a schedule, the months of events lying entirely before now minus this `age` (400d); empty: no retention here (see auditlog retention)")
 	retentionEvery := fs.Duration("retention-every", 6*time.Hour, "how often the scheduled retention runs")
 	retentionCluster := fs.String("retention-cluster", "", "ClickHouse cluster `name` for the scheduled retention's DROP PARTITION ... ON CLUSTER")
+	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr (keep that address private)")
 	memLimit := fs.Int("memory-limit-mib", 200, "soft limit of the Go heap in MiB, so the garbage collector works harder instead of growing past it (0: none; GOMEMLIMIT, when set, wins)")
 	fs.Usage = config.Usage(fs, "auditlog ingest [flags]",
 		`Consumes audit events from the Kafka topic as a member of the consumer group,
@@ -89,6 +91,10 @@ and commits the batch in hand and exits 0. The ClickHouse schema must exist
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		if *pprofOn {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		}
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

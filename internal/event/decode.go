@@ -55,7 +55,19 @@ var knownFields = map[string]bool{
 // of its CPU); whatever parseFast does not accept goes through parseSlow,
 // which is the reference: it decides every rejection and words its error.
 func ParseJSON(data []byte) (*Event, error) {
-	if e, ok := parseFast(data); ok {
+	if e, ok := parseFast(data, false); ok {
+		return e, nil
+	}
+	return parseSlow(data)
+}
+
+// ParseJSONShared is ParseJSON for a caller that gives data up: the event's
+// strings and raw objects point into data rather than into a copy of it, so
+// data must never be written to afterwards. The ingester decodes Kafka
+// message values with it, which kafka-go allocates per message and nothing
+// writes to; the message and its event then share one buffer.
+func ParseJSONShared(data []byte) (*Event, error) {
+	if e, ok := parseFast(data, true); ok {
 		return e, nil
 	}
 	return parseSlow(data)

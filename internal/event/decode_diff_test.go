@@ -60,12 +60,31 @@ func agree(t testing.TB, data []byte) {
 	if got.ContentHash() != want.ContentHash() {
 		t.Fatalf("input %q: content hashes differ", data)
 	}
+	if shared, err := event.ParseJSONShared(bytes.Clone(data)); err != nil || !reflect.DeepEqual(shared, want) {
+		t.Fatalf("input %q:\nParseJSONShared %#v, %v\nreference %#v", data, shared, err, want)
+	}
+}
+
+// ParseJSON copies: a caller may reuse its buffer once it returned.
+func TestParseJSONKeepsNothingOfItsInput(t *testing.T) {
+	data := []byte(goodEvent)
+	e, err := event.ParseJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.AppendJSON(nil)
+	for i := range data {
+		data[i] = 'x'
+	}
+	if after := e.AppendJSON(nil); !bytes.Equal(after, before) {
+		t.Fatalf("the event changed with the buffer it was parsed from:\n%s\n%s", before, after)
+	}
 }
 
 func TestFastPathTakesWellFormedEvents(t *testing.T) {
 	inputs := append(sampleEvents(t), []byte(goodEvent))
 	for _, in := range inputs {
-		if _, ok := event.ParseFast(in); !ok {
+		if _, ok := event.ParseFast(in, false); !ok {
 			t.Errorf("fast path declined a valid event, so every message pays for encoding/json: %s", in)
 		}
 		agree(t, in)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/google/uuid"
 )
@@ -19,7 +20,7 @@ import (
 // from parseSlow, and the differential tests in decode_diff_test.go hold
 // what parseFast accepts to parseSlow's result (the same Event, rendering
 // and content hash).
-func parseFast(data []byte) (*Event, bool) {
+func parseFast(data []byte, shared bool) (*Event, bool) {
 	if !utf8.Valid(data) {
 		return nil, false
 	}
@@ -28,10 +29,16 @@ func parseFast(data []byte) (*Event, bool) {
 	if !s.envelope(&f) {
 		return nil, false
 	}
-	// A copy of the message as bytes backs the raw objects of the event and
-	// one as a string backs its strings, instead of one allocation per
-	// field. Copies, because the caller may reuse data.
-	d := decoded{buf: bytes.Clone(data), text: string(data)}
+	// The message backs the raw objects and the strings of the event,
+	// instead of one allocation per field: a copy of it, unless the caller
+	// gave data up (ParseJSONShared). The strings are views of the same
+	// bytes, which nothing writes to once decoded: the raw objects' slices
+	// end where their value ends (see raw), so an append to one copies.
+	buf := data
+	if !shared {
+		buf = bytes.Clone(data)
+	}
+	d := decoded{buf: buf, text: unsafe.String(unsafe.SliceData(buf), len(buf))}
 
 	var e Event
 	var ok bool

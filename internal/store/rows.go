@@ -2,7 +2,6 @@ package store
 
 import (
 	"sort"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
@@ -36,32 +35,11 @@ type StoredEvent struct {
 }
 
 // InsertArgs returns the values of one row in EventColumns order, ready for
-// driver.Batch.Append.
+// driver.Batch.Append. EventBlock is the bulk form.
 func InsertArgs(s StoredEvent) []any {
-	e := s.Event
-	hash := s.ContentHash
-	if hash == 0 {
-		hash = e.ContentHash()
-	}
-	keys, values := metadataColumns(e.Metadata)
-	var scopeType, scopeName, scope, request string
-	if e.Scope != nil {
-		scopeType, scopeName, scope = e.Scope.Type, e.Scope.Name, string(e.Scope.Raw)
-	}
-	if e.Request != nil {
-		request = string(e.Request.Raw)
-	}
-	return []any{
-		e.ID, e.Version, e.Action,
-		e.Actor.ID, e.Actor.Type, e.Actor.Name, string(e.Actor.Raw),
-		e.Target.ID, e.Target.Type, e.Target.Name, string(e.Target.Raw),
-		e.ScopeID(), scopeType, scopeName, scope, string(e.PayloadJSON()),
-		keys, values,
-		e.OccurredAt.UTC().Truncate(time.Second), e.OccurredAt.UnixNano(),
-		boolToUInt8(e.Success),
-		e.RequestID(), request,
-		boolToUInt8(s.Validated), hash,
-	}
+	var b EventBlock
+	b.Append(s)
+	return b.row(0)
 }
 
 // Append appends one event to a batch prepared with
