@@ -264,12 +264,13 @@ func (in *Ingester) fetch(ctx, gctx context.Context, gen *kafka.Generation, epoc
 	}
 }
 
-// batcher collects records into batches and hands each full batch to the
-// storer goroutine, collecting the next one while the previous is stored:
-// the fetchers decode and ClickHouse writes at the same time. Batches are
-// stored one at a time and in order, so a batch's offsets are never
-// committed before those of the batch before it. The batcher runs in one
-// goroutine; every field is its own.
+// batcher collects records into batches and hands them to the storer
+// goroutine. Batches are stored one at a time and in order, so a batch's
+// offsets are never committed before those of the batch before it; but the
+// work around the store overlaps it: while batch N is being stored, batch
+// N+1 is collected (the fetchers decode) and, once complete, its stored-id
+// lookup already runs. The batcher runs in one goroutine; every field is
+// its own.
 type batcher struct {
 	in    *Ingester
 	queue <-chan *record
@@ -284,8 +285,11 @@ type batcher struct {
 	// older ones, are never stored or committed any more.
 	lastEnded int64
 
-	// inflight is the batch the storer is working on, nil when it is idle.
-	inflight *flight
+	// inflight is the batch the storer is working on, nil when it is idle;
+	// next is the complete batch that waits for it, its lookup under way.
+	// While next waits, nothing more is read: at most two batches and the
+	// queue are held.
+	inflight, next *flight
 	// spare is the slice of the last stored batch, reused for the next.
 	spare []*record
 	work  chan *flight
@@ -295,6 +299,9 @@ type batcher struct {
 // flight is one batch handed to the storer.
 type flight struct {
 	recs []*record
+	// lookup finds which of the batch's ids are stored already; it starts
+	// when the batch is complete.
+	lookup *lookup
 	// abort is closed when the batch's generation ends: the storer stops
 	// retrying and returns errGenerationEnded.
 	abort chan struct{}
@@ -318,16 +325,16 @@ func (b *batcher) run(ctx context.Context) error {
 	go func() {
 		defer close(storerDone)
 		for f := range b.work {
-			f.err = b.in.storeAndCommit(ctx, f.recs, f.abort)
+			f.err = b.in.storeAndCommit(ctx, f.recs, f.lookup, f.abort)
 			b.done <- f
 		}
 	}()
 
 	for {
-		// A full batch waiting for the storer stops the reading, and with
-		// it, once the queue is full, the fetchers.
+		// A complete batch waiting for the storer stops the reading, and
+		// with it, once the queue is full, the fetchers.
 		queue := b.queue
-		if b.full() {
+		if b.full() || b.next != nil {
 			queue = nil
 		}
 		var fire <-chan time.Time
@@ -354,9 +361,7 @@ func (b *batcher) run(ctx context.Context) error {
 		case <-fire:
 			b.due = true
 		}
-		if b.inflight == nil && len(b.buf) > 0 && (b.due || b.full()) {
-			b.handOff()
-		}
+		b.dispatch()
 	}
 }
 
@@ -364,13 +369,26 @@ func (b *batcher) full() bool {
 	return len(b.buf) >= b.in.cfg.BatchRows || b.bytes >= b.in.cfg.BatchBytes
 }
 
-// handOff gives the batch in buf to the idle storer.
-func (b *batcher) handOff() {
+// dispatch moves batches along: next to the idle storer, and the batch in
+// buf, once complete, to the storer or to next.
+func (b *batcher) dispatch() {
+	if b.inflight == nil && b.next != nil {
+		b.inflight, b.next = b.next, nil
+		b.work <- b.inflight
+	}
+	if b.next != nil || len(b.buf) == 0 || !b.due && !b.full() {
+		return
+	}
 	b.timer.Stop()
-	b.inflight = &flight{recs: b.buf, abort: make(chan struct{})}
-	b.work <- b.inflight
+	f := &flight{recs: b.buf, lookup: b.in.startLookup(b.buf), abort: make(chan struct{})}
 	b.buf, b.spare = b.spare[:0], nil
 	b.bytes, b.due = 0, false
+	if b.inflight == nil {
+		b.inflight = f
+		b.work <- f
+	} else {
+		b.next = f
+	}
 }
 
 // stored takes back a batch from the storer.
@@ -383,53 +401,65 @@ func (b *batcher) stored(f *flight) {
 	case errors.Is(f.err, errGenerationEnded):
 		// endGeneration counted and logged the drop.
 	default:
-		// Only a shutdown makes the storer give up otherwise; the batch
-		// goes first into the one shutdown stores.
-		b.buf = append(f.recs, b.buf...)
-		for _, r := range f.recs {
-			b.bytes += r.size()
-		}
+		// Only a shutdown makes the storer give up otherwise: shutdown
+		// stores the batch, with next and buf behind it.
+		b.requeue(f)
 	}
 }
 
-// endGeneration drops the records of an ended generation, buffered or being
-// stored: the coordinator would refuse their commit, and the partitions'
-// owners in the next generation read them again from the committed offsets.
-// It acknowledges the end only once the storer let go of them.
+// requeue puts a batch back in front of buf.
+func (b *batcher) requeue(f *flight) {
+	b.buf = append(f.recs, b.buf...)
+	for _, r := range f.recs {
+		b.bytes += r.size()
+	}
+}
+
+// endGeneration drops the records of an ended generation, buffered, waiting
+// or being stored: the coordinator would refuse their commit, and the
+// partitions' owners in the next generation read them again from the
+// committed offsets. It acknowledges the end only once the storer let go of
+// them.
 func (b *batcher) endGeneration(e genEnd) {
+	dropped := func(recs []*record) {
+		b.in.log.Info("dropping the batch of an ended consumer group generation; its messages will be read again",
+			"messages", len(recs), "offsets", offsetRanges(recs))
+		b.in.m.revokedDropped.Add(float64(len(recs)))
+	}
 	if f := b.inflight; f != nil && f.recs[0].epoch <= e.epoch {
 		// The attempt under way finishes (see storeAndCommit); retries stop.
 		close(f.abort)
 		b.stored(<-b.done)
 		if f.err != nil {
-			b.in.log.Info("dropping the batch of an ended consumer group generation; its messages will be read again",
-				"messages", len(f.recs), "offsets", offsetRanges(f.recs))
-			b.in.m.revokedDropped.Add(float64(len(f.recs)))
+			dropped(f.recs)
 			b.buf = slices.DeleteFunc(b.buf, func(r *record) bool { return r.epoch <= e.epoch })
 		}
 	}
+	if f := b.next; f != nil && f.recs[0].epoch <= e.epoch {
+		b.next = nil
+		dropped(f.recs)
+	}
 	if len(b.buf) > 0 && b.buf[0].epoch <= e.epoch {
-		b.in.log.Info("dropping the batch of an ended consumer group generation; its messages will be read again",
-			"messages", len(b.buf), "offsets", offsetRanges(b.buf))
-		b.in.m.revokedDropped.Add(float64(len(b.buf)))
-		b.reset()
+		dropped(b.buf)
+		clear(b.buf)
+		b.buf = b.buf[:0]
+		b.bytes, b.due = 0, false
+		b.timer.Stop()
 	}
 	b.lastEnded = max(b.lastEnded, e.epoch)
 	close(e.ack)
 }
 
-func (b *batcher) reset() {
-	clear(b.buf)
-	b.buf = b.buf[:0]
-	b.bytes, b.due = 0, false
-	b.timer.Stop()
-}
-
 // shutdown stores and commits what was fetched before the shutdown: the
-// batch being stored, if its store gave up, and what is buffered.
+// batch being stored, if its store gave up, the one waiting, and what is
+// buffered, in this order.
 func (b *batcher) shutdown() error {
 	if b.inflight != nil {
 		b.stored(<-b.done)
+	}
+	if b.next != nil {
+		b.requeue(b.next)
+		b.next = nil
 	}
 	// What was fetched before the shutdown is bounded by the queue: store it
 	// with the batch rather than read it again later.
@@ -464,7 +494,7 @@ drain:
 			ended <- nil
 		}
 	}()
-	err := b.in.storeAndCommit(ctx, b.buf, abort)
+	err := b.in.storeAndCommit(ctx, b.buf, nil, abort)
 	close(stop)
 	if e := <-ended; e != nil {
 		close(e.ack)
@@ -532,7 +562,12 @@ func conflictReason(id uuid.UUID, where string) string {
 // offsets with the generation it was read in. It gives up when ctx is done
 // or abort is closed (the generation ended). Only the storer goroutine, and
 // the batcher's shutdown once the storer is idle, call it.
-func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, abort <-chan struct{}) error {
+func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *lookup, abort <-chan struct{}) error {
+	select {
+	case <-abort:
+		return errGenerationEnded
+	default:
+	}
 	candidates, o := in.classify(recs)
 	baseQuarantine := len(o.quarantine)
 	ids := make([]uuid.UUID, len(candidates))
@@ -569,9 +604,12 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, abort <-
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.StoreTimeout)
 			defer cancel()
 			lookupStart := time.Now()
-			stored, err := in.storedHashes(actx, ids)
-			if err != nil {
-				return err
+			stored, err := early.result()
+			early = nil
+			if err != nil || stored == nil {
+				if stored, err = in.storedHashes(actx, ids); err != nil {
+					return err
+				}
 			}
 			lookupTime = time.Since(lookupStart)
 			for _, r := range candidates {

@@ -56,6 +56,50 @@ func (in *Ingester) storedHashes(ctx context.Context, ids []uuid.UUID) (map[uuid
 	return found, nil
 }
 
+// lookup is a storedHashes query started ahead of the store, while the
+// batch before is being stored.
+type lookup struct {
+	start time.Time
+	done  chan struct{}
+	found map[uuid.UUID]uint64
+	err   error
+}
+
+// maxLookupAge is how old a lookup started ahead may be when the store
+// begins; an older one (the batch before took long, retrying) is redone,
+// so that it sees what other members stored meanwhile.
+const maxLookupAge = 5 * time.Second
+
+// startLookup looks up the ids of recs' events in the background. Deduplication
+// against the batch itself and the recent window still happens when the
+// batch is stored: that covers ids stored by the batch before, which the
+// lookup may not have seen.
+func (in *Ingester) startLookup(recs []*record) *lookup {
+	ids := make([]uuid.UUID, 0, len(recs))
+	for _, r := range recs {
+		if !r.rejected() {
+			ids = append(ids, r.ev.ID)
+		}
+	}
+	l := &lookup{start: time.Now(), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		ctx, cancel := context.WithTimeout(context.Background(), in.cfg.StoreTimeout)
+		defer cancel()
+		l.found, l.err = in.storedHashes(ctx, ids)
+	}()
+	return l
+}
+
+// result waits for the lookup; a nil or too old lookup has no result.
+func (l *lookup) result() (map[uuid.UUID]uint64, error) {
+	if l == nil || time.Since(l.start) > maxLookupAge {
+		return nil, nil
+	}
+	<-l.done
+	return l.found, l.err
+}
+
 // insertEvents writes the events in one columnar block.
 func (in *Ingester) insertEvents(ctx context.Context, recs []*record) error {
 	b := &in.block
