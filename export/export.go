@@ -260,6 +260,8 @@ func (s *Service) run(ctx context.Context, p *plan, out sink) (res outcome, err 
 		buf:      make([]byte, 0, s.cfg.FlushBytes+s.cfg.FlushBytes/4),
 		metrics:  s.metrics,
 	}
+	// No write may outlive run: the sink is the caller's.
+	defer func() { _ = w.wait() }()
 	if err := out.start(); err != nil {
 		return res, &clientError{err}
 	}
@@ -302,6 +304,9 @@ func (s *Service) run(ctx context.Context, p *plan, out sink) (res outcome, err 
 	if err == nil {
 		err = w.flush()
 	}
+	if werr := w.wait(); err == nil {
+		err = werr
+	}
 	s.metrics.duplicates.Add(float64(dups))
 	res.rows, res.bytes = w.rows, w.total
 	if err == nil {
@@ -319,6 +324,7 @@ func (s *Service) run(ctx context.Context, p *plan, out sink) (res outcome, err 
 			w.buf = appendErrorLine(w.buf, w.rows, st)
 		}
 		_ = w.flush()
+		_ = w.wait()
 	}
 	if errors.As(err, &ce) || ctx.Err() != nil {
 		log.Info("export abandoned by the client", "rows", w.rows, "bytes", w.total, "error", err)
@@ -345,19 +351,27 @@ func (s *Service) settings() clickhouse.Settings {
 	return set
 }
 
-// writer gathers rendered rows and hands them to the sink in chunks.
+// writer gathers rendered rows and hands them to the sink in chunks. A
+// chunk is written by a goroutine of its own while the next one is
+// rendered (double buffering): writing to the socket (and, with gzip,
+// compressing) then overlaps reading and rendering instead of stalling them.
 type writer struct {
 	out       sink
 	buf       []byte
+	spare     []byte
 	flushAt   int
 	interval  time.Duration
 	lastFlush time.Time
-	// rows counts the rows rendered, sentRows those already handed to the
-	// sink, total the bytes handed to it.
+	// rows counts the rows rendered, sentRows those in the chunks handed to
+	// the sink, total the bytes written.
 	rows     int64
 	sentRows int64
 	total    int64
 	metrics  *metrics
+	// written delivers the result of the chunk being written; nil when
+	// none is.
+	written chan error
+	pending int
 }
 
 // maybeFlush writes the buffer out when it is full or has waited long
@@ -369,19 +383,44 @@ func (w *writer) maybeFlush() error {
 	return w.flush()
 }
 
+// flush hands the buffer to the sink, once the chunk before is written.
 func (w *writer) flush() error {
 	w.lastFlush = time.Now()
+	if err := w.wait(); err != nil {
+		return err
+	}
 	if len(w.buf) == 0 {
 		return nil
 	}
-	if err := w.out.write(w.buf); err != nil {
-		return &clientError{err}
+	chunk := w.buf
+	if w.spare == nil {
+		w.spare = make([]byte, 0, cap(w.buf))
 	}
-	w.total += int64(len(w.buf))
-	w.metrics.bytes.Add(float64(len(w.buf)))
+	w.buf, w.spare = w.spare[:0], nil
+	w.pending = len(chunk)
 	w.metrics.rows.Add(float64(w.rows - w.sentRows))
 	w.sentRows = w.rows
-	w.buf = w.buf[:0]
+	w.written = make(chan error, 1)
+	go func() {
+		w.written <- w.out.write(chunk)
+	}()
+	w.spare = chunk
+	return nil
+}
+
+// wait waits until the chunk being written, if any, is written. It must be
+// called before the sink is used otherwise or the export returns.
+func (w *writer) wait() error {
+	if w.written == nil {
+		return nil
+	}
+	err := <-w.written
+	w.written = nil
+	if err != nil {
+		return &clientError{err}
+	}
+	w.total += int64(w.pending)
+	w.metrics.bytes.Add(float64(w.pending))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -134,7 +135,17 @@ func AppendMetadataJSON(buf []byte, md map[string]string) []byte {
 	if len(md) == 0 {
 		return append(buf, "{}"...)
 	}
-	keys := sortedKeys(md)
+	// Sorted keys in a stack array for the usual handful: the export
+	// renders metadata on every row.
+	var small [16]string
+	keys := small[:0]
+	if len(md) > len(small) {
+		keys = make([]string, 0, len(md))
+	}
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
 	buf = append(buf, '{')
 	for i, k := range keys {
 		if i > 0 {
