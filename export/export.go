@@ -274,13 +274,23 @@ func (s *Service) run(ctx context.Context, p *plan, out sink) (res outcome, err 
 	// ClickHouse is still sorting.
 	err = w.flush()
 
+	// This goroutine reads rows (clickhouse-go decodes blocks in another)
+	// and a renderer turns them into bytes; the rows travel in batches.
 	var (
 		scanner = store.NewExportScanner(p.flat)
 		prev    uuid.UUID
 		dups    int64
+		r       = newRenderer(w, &enc, p.format)
+		b       = <-r.free
 	)
+	if err == nil {
+		go r.run()
+	} else {
+		close(r.stopped)
+		close(r.done)
+	}
 	for err == nil && rows.Next() {
-		e, serr := scanner.Scan(rows)
+		e, serr := scanner.ScanInto(rows, &b.rows[b.n])
 		if serr != nil {
 			err = serr
 			break
@@ -290,16 +300,20 @@ func (s *Service) run(ctx context.Context, p *plan, out sink) (res outcome, err 
 			continue
 		}
 		prev = e.ID
-		if p.format == formatCSV {
-			w.buf = enc.appendCSV(w.buf, e)
-		} else {
-			w.buf = append(e.AppendJSON(w.buf), '\n')
+		if b.n++; b.n == len(b.rows) {
+			if b = r.send(b); b == nil {
+				break
+			}
 		}
-		w.rows++
-		err = w.maybeFlush()
 	}
 	if err == nil {
 		err = rows.Err()
+	}
+	if b != nil && b.n > 0 && err == nil {
+		r.send(b)
+	}
+	if rerr := r.close(); err == nil {
+		err = rerr
 	}
 	if err == nil {
 		err = w.flush()
@@ -349,6 +363,91 @@ func (s *Service) settings() clickhouse.Settings {
 		set["max_bytes_before_external_sort"] = int(s.cfg.ExternalSortBytes)
 	}
 	return set
+}
+
+// renderer renders the rows the reader scanned into w, in a goroutine of
+// its own: reading (Scan allocates and boxes every cell) and rendering each
+// cost about as much, and in turn they took one core while the other had
+// room.
+type renderer struct {
+	w       *writer
+	enc     *encoder
+	format  format
+	batches chan *rowBatch
+	free    chan *rowBatch
+	// stopped is closed when rendering failed (the client is gone); done
+	// when the renderer returned, err set.
+	stopped chan struct{}
+	done    chan struct{}
+	err     error
+}
+
+// rowBatch is a run of scanned rows.
+type rowBatch struct {
+	rows []store.ExportRow
+	n    int
+}
+
+// renderBatches is how many batches of renderBatchRows exist per export:
+// one being read into, one being rendered, one waiting.
+const renderBatches, renderBatchRows = 3, 256
+
+func newRenderer(w *writer, enc *encoder, f format) *renderer {
+	r := &renderer{w: w, enc: enc, format: f, batches: make(chan *rowBatch, renderBatches),
+		free: make(chan *rowBatch, renderBatches), stopped: make(chan struct{}), done: make(chan struct{})}
+	for range renderBatches {
+		r.free <- &rowBatch{rows: make([]store.ExportRow, renderBatchRows)}
+	}
+	return r
+}
+
+func (r *renderer) run() {
+	defer close(r.done)
+	for b := range r.batches {
+		for i := 0; i < b.n && r.err == nil; i++ {
+			e := &b.rows[i].Event
+			if r.format == formatCSV {
+				r.w.buf = r.enc.appendCSV(r.w.buf, e)
+			} else {
+				r.w.buf = append(e.AppendJSON(r.w.buf), '\n')
+			}
+			r.w.rows++
+			if r.err = r.w.maybeFlush(); r.err != nil {
+				close(r.stopped)
+			}
+		}
+		b.n = 0
+		r.free <- b
+	}
+}
+
+// send hands a full batch to the renderer and returns an empty one, or nil
+// when the renderer stopped.
+func (r *renderer) send(b *rowBatch) *rowBatch {
+	select {
+	case r.batches <- b:
+	case <-r.stopped:
+		return nil
+	}
+	select {
+	case b = <-r.free:
+		return b
+	case <-r.stopped:
+		return nil
+	}
+}
+
+// close waits for the renderer to render what it was sent; the writer is
+// the caller's again after it.
+func (r *renderer) close() error {
+	select {
+	case <-r.done:
+		return r.err
+	default:
+	}
+	close(r.batches)
+	<-r.done
+	return r.err
 }
 
 // writer gathers rendered rows and hands them to the sink in chunks. A

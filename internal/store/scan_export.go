@@ -32,76 +32,93 @@ func ExportSelect(flat bool) string {
 }
 
 // ExportScanner reads the rows of ExportSelect for bulk readers (export).
-// It allocates per row only the strings the driver returns: the event it
-// returns, its metadata map and its nested objects are reused by the next
-// Scan, so a caller must be done with an event before scanning the next.
+// It allocates per row only the strings the driver returns.
 type ExportScanner struct {
-	flat    bool
-	dest    []any
-	e       event.Event
+	flat  bool
+	dest  []any
+	row   ExportRow
+	parts []string
+
+	id                                       uuid.UUID
+	version                                  uint32
+	action                                   string
+	actor, target, scopeRaw                  json.RawMessage
+	payload, requestRaw                      json.RawMessage
+	packed                                   string
+	occurredNs                               int64
+	success                                  uint8
+	actorID, actorType, actorName            string
+	targetID, targetType, targetName         string
+	scopeID, scopeType, scopeName, requestID string
+}
+
+// ExportRow holds a scanned event with what it points to (scope, request,
+// metadata map), so that rows can be reused rather than allocated: an
+// event is valid until its row is scanned into again.
+type ExportRow struct {
+	Event   event.Event
 	scope   event.Entity
 	request event.Request
 	md      map[string]string
-	parts   []string
-
-	id                            uuid.UUID
-	version                       uint32
-	action                        string
-	actor, target, scopeRaw       json.RawMessage
-	payload, requestRaw           json.RawMessage
-	packed                        string
-	occurredNs                    int64
-	success                       uint8
-	scopeType, scopeName, scopeID string
 }
 
 // NewExportScanner returns a scanner for rows selected with
 // ExportSelect(flat).
 func NewExportScanner(flat bool) *ExportScanner {
-	s := &ExportScanner{flat: flat, md: map[string]string{}}
+	s := &ExportScanner{flat: flat}
 	s.dest = []any{&s.id, &s.version, &s.action, &s.actor, &s.target, &s.scopeRaw, &s.payload,
 		&s.packed, &s.occurredNs, &s.success, &s.requestRaw}
 	if flat {
-		s.dest = append(s.dest, &s.e.Actor.ID, &s.e.Actor.Type, &s.e.Actor.Name,
-			&s.e.Target.ID, &s.e.Target.Type, &s.e.Target.Name,
-			&s.scopeID, &s.scopeType, &s.scopeName, &s.request.ID)
+		s.dest = append(s.dest, &s.actorID, &s.actorType, &s.actorName,
+			&s.targetID, &s.targetType, &s.targetName,
+			&s.scopeID, &s.scopeType, &s.scopeName, &s.requestID)
 	}
 	return s
 }
 
-// Scan reads the current row of rows. The event is valid until the next
-// Scan.
+// Scan reads the current row of rows into the scanner's own row: the event
+// is valid until the next Scan.
 func (s *ExportScanner) Scan(rows driver.Rows) (*event.Event, error) {
+	return s.ScanInto(rows, &s.row)
+}
+
+// ScanInto reads the current row of rows into r.
+func (s *ExportScanner) ScanInto(rows driver.Rows, r *ExportRow) (*event.Event, error) {
 	if err := rows.Scan(s.dest...); err != nil {
 		return nil, fmt.Errorf("scanning event row: %w", err)
 	}
-	e := &s.e
+	e := &r.Event
 	e.ID, e.Version, e.Action = s.id, s.version, s.action
-	e.Actor.Raw, e.Target.Raw, e.Payload = s.actor, s.target, s.payload
+	e.Actor = event.Entity{ID: s.actorID, Type: s.actorType, Name: s.actorName, Raw: s.actor}
+	e.Target = event.Entity{ID: s.targetID, Type: s.targetType, Name: s.targetName, Raw: s.target}
+	e.Payload = s.payload
 	e.OccurredAt = time.Unix(0, s.occurredNs).UTC()
 	e.Success = s.success != 0
 	e.Scope, e.Request = nil, nil
 	if len(s.scopeRaw) > 0 {
-		s.scope = event.Entity{ID: s.scopeID, Type: s.scopeType, Name: s.scopeName, Raw: s.scopeRaw}
-		e.Scope = &s.scope
+		r.scope = event.Entity{ID: s.scopeID, Type: s.scopeType, Name: s.scopeName, Raw: s.scopeRaw}
+		e.Scope = &r.scope
 	}
 	if len(s.requestRaw) > 0 {
-		s.request.Raw = s.requestRaw
-		e.Request = &s.request
+		r.request = event.Request{ID: s.requestID, Raw: s.requestRaw}
+		e.Request = &r.request
 	}
 	e.Metadata = nil
 	if s.packed != "" {
-		clear(s.md)
-		if err := s.unpack(); err != nil {
+		if r.md == nil {
+			r.md = map[string]string{}
+		}
+		clear(r.md)
+		if err := s.unpack(r.md); err != nil {
 			return nil, fmt.Errorf("event %s: metadata: %w", s.id, err)
 		}
-		e.Metadata = s.md
+		e.Metadata = r.md
 	}
 	return e, nil
 }
 
-// unpack reads packedMetadata into s.md.
-func (s *ExportScanner) unpack() error {
+// unpack reads packedMetadata into md.
+func (s *ExportScanner) unpack(md map[string]string) error {
 	s.parts = s.parts[:0]
 	rest := s.packed
 	for rest != "" {
@@ -121,7 +138,7 @@ func (s *ExportScanner) unpack() error {
 	}
 	half := len(s.parts) / 2
 	for i, k := range s.parts[:half] {
-		s.md[k] = s.parts[half+i]
+		md[k] = s.parts[half+i]
 	}
 	return nil
 }
