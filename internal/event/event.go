@@ -15,7 +15,9 @@ import (
 // digits, so rendered times sort as strings and never lose a digit.
 const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
-// Event is one validated audit event.
+// Event is one validated audit event. Its byte slices are read-only once
+// it is decoded: they may share memory with the message it came from and
+// with strings made from them (see ParseJSONShared and store.EventBlock).
 type Event struct {
 	ID      uuid.UUID
 	Version uint32
