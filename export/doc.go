@@ -11,14 +11,17 @@
 //	SELECT <store.ExportSelect> FROM events WHERE <filter> ORDER BY occurred_ns DESC, id DESC
 //
 // (ASC with order=asc), read block by block through clickhouse-go with
-// store.ExportScanner, which reuses one event for every row and reads
-// metadata packed into one String (the driver scans Array columns through
-// reflection, which cost more than the rest of a row). Rows are
-// rendered into one reused buffer and written to the client whenever
-// Config.FlushBytes are pending or Config.FlushInterval has passed, so the
-// first byte (the CSV header row) leaves as soon as ClickHouse accepted the
-// query and memory depends on the block size (Config.BlockRows, ClickHouse's
-// max_block_size), never on the number of rows. A client that goes away
+// store.ExportScanner, which reads metadata packed into one String (the
+// driver scans Array columns through reflection, which cost more than the
+// rest of a row). Four goroutines share the work of one export, each about
+// equally busy on 1M rows: clickhouse-go's, decoding blocks off the socket;
+// the handler's, scanning rows into batches of 256 reused rows; a renderer,
+// turning them into CSV or NDJSON in a reused buffer; and a writer, which
+// hands each chunk to the client (Config.FlushBytes pending, or
+// Config.FlushInterval passed) while the next one is rendered. The first byte
+// (the CSV header row) leaves as soon as ClickHouse accepted the query, and
+// memory depends on the block size (Config.BlockRows, ClickHouse's
+// max_block_size) and those fixed buffers, never on the number of rows. A client that goes away
 // cancels the request context, which cancels the ClickHouse query
 // (clickhouse-go sends Cancel and drops the connection).
 //
