@@ -75,3 +75,41 @@ func TestClickHouseRestart(t *testing.T) {
 		t.Errorf("inserted %v events, want %d", inserted, total)
 	}
 }
+
+// A batch that cannot be stored holds back the commit of every batch behind
+// it, also when the ingester shuts down meanwhile: here the DLQ topic does
+// not exist, so the first batch (which holds a rejected message) keeps
+// failing after its events were inserted, while the next batch, all valid,
+// waits complete behind it. Committing that one would skip the first.
+func TestShutdownCommitsNothingPastAFailedBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for retries")
+	}
+	e := newEnv(t, testharness.NewClickHouse(t), testharness.NewKafka(t, testharness.WithPartitions(1)))
+	e.cfg.DLQTopic = e.cfg.Kafka.Topic + ".missing"
+	e.cfg.RetryMax = 200 * time.Millisecond
+	e.cfg.ShutdownTimeout = 2 * time.Second
+	msgs := sampleEvents(t, 3*e.cfg.BatchRows)
+	msgs[0].Value = []byte(`{"not":"an audit event"}`)
+	produceChunks(t, e.k, msgs, e.cfg.BatchRows)
+
+	for round := range 3 {
+		r := start(t, e.cfg, fmt.Sprintf("ingester %d", round))
+		waitFor(t, time.Minute, func() string {
+			if f := counter(t, r.reg, "auditlog_ingest_store_failures_total", nil); f < 3 {
+				return fmt.Sprintf("%v failed store attempts, want >= 3 (is the DLQ topic %s missing?)", f, e.cfg.DLQTopic)
+			}
+			return ""
+		})
+		// The second batch is complete and waits by now (the third is
+		// collected behind it): the shutdown must store them after the
+		// first, or not at all.
+		time.Sleep(300 * time.Millisecond)
+		if err := r.stop(); err == nil {
+			t.Fatalf("round %d: Run returned nil; want the error of the batch it could not store", round)
+		}
+		if lag := groupLag(t, e.k, e.cfg.Group); lag != int64(len(msgs)) {
+			t.Fatalf("round %d: group lag %d, want %d: offsets were committed past a batch that was never stored", round, lag, len(msgs))
+		}
+	}
+}

@@ -288,8 +288,11 @@ type batcher struct {
 	// inflight is the batch the storer is working on, nil when it is idle;
 	// next is the complete batch that waits for it, its lookup under way.
 	// While next waits, nothing more is read: at most two batches and the
-	// queue are held.
-	inflight, next *flight
+	// queue are held. failed is a batch whose store gave up because of the
+	// shutdown: shutdown stores it first.
+	inflight, next, failed *flight
+	// lookupCtx bounds the lookups started ahead to the batcher's life.
+	lookupCtx context.Context
 	// spare is the slice of the last stored batch, reused for the next.
 	spare []*record
 	work  chan *flight
@@ -319,6 +322,9 @@ func newBatcher(in *Ingester, queue <-chan *record, ends <-chan genEnd) *batcher
 }
 
 func (b *batcher) run(ctx context.Context) error {
+	var cancelLookups context.CancelFunc
+	b.lookupCtx, cancelLookups = context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelLookups()
 	storerDone := make(chan struct{})
 	defer func() { <-storerDone }()
 	defer close(b.work)
@@ -361,7 +367,11 @@ func (b *batcher) run(ctx context.Context) error {
 		case <-fire:
 			b.due = true
 		}
-		b.dispatch()
+		// Once the shutdown began nothing more is stored here: a batch
+		// stored after one that gave up would commit offsets past it.
+		if ctx.Err() == nil {
+			b.dispatch()
+		}
 	}
 }
 
@@ -380,7 +390,7 @@ func (b *batcher) dispatch() {
 		return
 	}
 	b.timer.Stop()
-	f := &flight{recs: b.buf, lookup: b.in.startLookup(b.buf), abort: make(chan struct{})}
+	f := &flight{recs: b.buf, lookup: b.in.startLookup(b.lookupCtx, b.buf), abort: make(chan struct{})}
 	b.buf, b.spare = b.spare[:0], nil
 	b.bytes, b.due = 0, false
 	if b.inflight == nil {
@@ -403,15 +413,7 @@ func (b *batcher) stored(f *flight) {
 	default:
 		// Only a shutdown makes the storer give up otherwise: shutdown
 		// stores the batch, with next and buf behind it.
-		b.requeue(f)
-	}
-}
-
-// requeue puts a batch back in front of buf.
-func (b *batcher) requeue(f *flight) {
-	b.buf = append(f.recs, b.buf...)
-	for _, r := range f.recs {
-		b.bytes += r.size()
+		b.failed = f
 	}
 }
 
@@ -432,8 +434,10 @@ func (b *batcher) endGeneration(e genEnd) {
 		b.stored(<-b.done)
 		if f.err != nil {
 			dropped(f.recs)
-			b.buf = slices.DeleteFunc(b.buf, func(r *record) bool { return r.epoch <= e.epoch })
 		}
+	}
+	if f := b.failed; f != nil && f.recs[0].epoch <= e.epoch {
+		b.failed = nil
 	}
 	if f := b.next; f != nil && f.recs[0].epoch <= e.epoch {
 		b.next = nil
@@ -457,10 +461,15 @@ func (b *batcher) shutdown() error {
 	if b.inflight != nil {
 		b.stored(<-b.done)
 	}
-	if b.next != nil {
-		b.requeue(b.next)
-		b.next = nil
+	var first []*record
+	if b.failed != nil {
+		first = append(first, b.failed.recs...)
 	}
+	if b.next != nil {
+		first = append(first, b.next.recs...)
+	}
+	b.buf = append(first, b.buf...)
+	b.failed, b.next = nil, nil
 	// What was fetched before the shutdown is bounded by the queue: store it
 	// with the batch rather than read it again later.
 drain:
@@ -568,6 +577,9 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 		return errGenerationEnded
 	default:
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	candidates, o := in.classify(recs)
 	baseQuarantine := len(o.quarantine)
 	ids := make([]uuid.UUID, len(candidates))
@@ -595,6 +607,7 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 
 	var storedDups int
 	var lookupTime, insertTime time.Duration
+	var found map[uuid.UUID]uint64
 	for {
 		o.quarantine, o.insert, storedDups = o.quarantine[:baseQuarantine], o.insert[:0], 0
 		err := func() error {
@@ -612,6 +625,7 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 				}
 			}
 			lookupTime = time.Since(lookupStart)
+			found = stored
 			for _, r := range candidates {
 				r.class, r.reason = "", ""
 				h, ok := stored[r.ev.ID]
@@ -644,6 +658,14 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 	// fail, so a retry of the DLQ below does not ask ClickHouse again.
 	for _, r := range o.insert {
 		in.recent.add(r.ev.ID, r.hash)
+	}
+	// So are the ids found stored already: the next batch's lookup may have
+	// run before they were (an insert whose acknowledgement was lost and
+	// that this batch's retry found stored), and the window covers that.
+	for _, r := range candidates {
+		if h, ok := found[r.ev.ID]; ok {
+			in.recent.add(r.ev.ID, h)
+		}
 	}
 	for {
 		err := in.produceDLQ(ctx, o.quarantine)

@@ -74,7 +74,7 @@ const maxLookupAge = 5 * time.Second
 // against the batch itself and the recent window still happens when the
 // batch is stored: that covers ids stored by the batch before, which the
 // lookup may not have seen.
-func (in *Ingester) startLookup(recs []*record) *lookup {
+func (in *Ingester) startLookup(ctx context.Context, recs []*record) *lookup {
 	ids := make([]uuid.UUID, 0, len(recs))
 	for _, r := range recs {
 		if !r.rejected() {
@@ -84,7 +84,7 @@ func (in *Ingester) startLookup(recs []*record) *lookup {
 	l := &lookup{start: time.Now(), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		ctx, cancel := context.WithTimeout(context.Background(), in.cfg.StoreTimeout)
+		ctx, cancel := context.WithTimeout(ctx, in.cfg.StoreTimeout)
 		defer cancel()
 		l.found, l.err = in.storedHashes(ctx, ids)
 	}()
