@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/testharness"
+	"github.com/auditlog/auditlog/schemas"
 )
 
 func TestMain(m *testing.M) { testharness.Main(m) }
@@ -150,5 +153,40 @@ func TestRenderEngineParams(t *testing.T) {
 	cluster := render("{engine:ReplacingMergeTree(first_rank):events_by_id}", MigrateOptions{Database: "audit", Cluster: "c"})
 	if cluster != "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/audit/events_by_id_local', '{replica}', first_rank)" {
 		t.Errorf("cluster: %s", cluster)
+	}
+}
+
+// An EventBlock larger than one data block still makes one INSERT, which
+// ClickHouse squashes into one part per table: small parts are what makes
+// ClickHouse merge again, and an INSERT cut short writes nothing.
+func TestEventBlockInsertsOnePart(t *testing.T) {
+	t.Parallel()
+	ch := testharness.NewClickHouse(t)
+	ctx := context.Background()
+	if _, err := Migrate(ctx, ch.Conn, MigrateOptions{Database: ch.Database}); err != nil {
+		t.Fatal(err)
+	}
+	n := 2*insertBlockRows + 100
+	var b EventBlock
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for i := range n {
+		e, err := event.ParseJSON(schemas.SampleEvent("workflow.job.start", uuid.NewString(), base.Add(time.Duration(i)*time.Millisecond)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Append(StoredEvent{Event: e, Validated: true})
+	}
+	if err := b.Insert(ctx, ch.Conn, "events"); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"events", "events_by_id", "events_by_ingest"} {
+		var parts, level, rows uint64
+		err := ch.Conn.QueryRow(ctx, "SELECT count(), toUInt64(max(level)), sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = ? AND active", table).Scan(&parts, &level, &rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parts != 1 || level != 0 || rows != uint64(n) {
+			t.Errorf("%s: %d active parts, level %d, %d rows; want the %d rows of one INSERT in one part of level 0 (written whole, not merged)", table, parts, level, rows, n)
+		}
 	}
 }
