@@ -283,12 +283,7 @@ func (s *Service) run(ctx context.Context, p *plan, out sink) (res outcome, err 
 		r       = newRenderer(w, &enc, p.format)
 		b       = <-r.free
 	)
-	if err == nil {
-		go r.run()
-	} else {
-		close(r.stopped)
-		close(r.done)
-	}
+	go r.run()
 	for err == nil && rows.Next() {
 		e, serr := scanner.ScanInto(rows, &b.rows[b.n])
 		if serr != nil {
@@ -440,11 +435,6 @@ func (r *renderer) send(b *rowBatch) *rowBatch {
 // close waits for the renderer to render what it was sent; the writer is
 // the caller's again after it.
 func (r *renderer) close() error {
-	select {
-	case <-r.done:
-		return r.err
-	default:
-	}
 	close(r.batches)
 	<-r.done
 	return r.err
@@ -491,19 +481,20 @@ func (w *writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	chunk := w.buf
 	if w.spare == nil {
 		w.spare = make([]byte, 0, cap(w.buf))
 	}
-	w.buf, w.spare = w.spare[:0], nil
+	// The chunk being written becomes the spare once written (see wait).
+	chunk := w.buf
+	w.buf, w.spare = w.spare[:0], chunk
 	w.pending = len(chunk)
 	w.metrics.rows.Add(float64(w.rows - w.sentRows))
 	w.sentRows = w.rows
-	w.written = make(chan error, 1)
+	written := make(chan error, 1)
+	w.written = written
 	go func() {
-		w.written <- w.out.write(chunk)
+		written <- w.out.write(chunk)
 	}()
-	w.spare = chunk
 	return nil
 }
 

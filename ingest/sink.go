@@ -103,13 +103,12 @@ func (l *lookup) result() (map[uuid.UUID]uint64, error) {
 // insertEvents writes the events in one columnar block.
 func (in *Ingester) insertEvents(ctx context.Context, recs []*record) error {
 	b := &in.block
-	b.Reset()
+	// Emptied after every insert, so that it holds no events in between.
+	defer b.Reset()
 	for _, r := range recs {
 		b.Append(store.StoredEvent{Event: r.ev, Validated: r.validated, ContentHash: r.hash})
 	}
-	err := b.Insert(ctx, in.conn, "events")
-	b.Reset()
-	return err
+	return b.Insert(ctx, in.conn, "events")
 }
 
 // insertQuarantine writes the rejected messages, raw bytes and reason.
