@@ -10,10 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,33 +30,7 @@ func benchRows(b *testing.B) int {
 	return n
 }
 
-// procStatusKB reads a field such as VmRSS or VmHWM of /proc/self/status.
-func procStatusKB(b *testing.B, field string) int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb
-		}
-	}
-	b.Fatalf("no %s in /proc/self/status", field)
-	return 0
-}
 
-// processCPU is the user plus system CPU time of this process so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // countingWriter counts bytes and notes when the first one came.
 type countingWriter struct {
@@ -97,19 +68,14 @@ func BenchmarkExport(b *testing.B) {
 	// (the first runs of a query were the slowest), alternate the
 	// contenders for a few rounds and compare the best of each, printing
 	// every round and the median of the paired rounds' ratios.
-	rounds := 3
-	if v := os.Getenv("AUDITLOG_BENCH_ROUNDS"); v != "" {
-		rounds, _ = strconv.Atoi(v)
-		rounds = max(rounds, 1)
-	}
+	rounds := testharness.BenchRounds(b, 3)
 	runClickHouseClient(b, env)
 	// The first export counts for memory and first byte (the worst case: the
 	// heap has not grown yet), not for speed.
 	warm := runExport(b, env, n)
 	b.ResetTimer()
 	for range b.N {
-		var bestRef, bestExp time.Duration
-		var paired []float64
+		var rs testharness.Rounds
 		exp := exportRun{firstByte: warm.firstByte, firstRow: warm.firstRow, rssGrowthKB: warm.rssGrowthKB}
 		fmt.Printf("export bench, %d events:\n", n)
 		for r := range rounds {
@@ -119,21 +85,15 @@ func BenchmarkExport(b *testing.B) {
 				r+1, refTime.Seconds(), float64(n)/refTime.Seconds(), float64(refBytes)/1e6/refTime.Seconds(), float64(refCPU.Microseconds())/float64(n),
 				e.total.Seconds(), float64(n)/e.total.Seconds(), float64(e.bytes)/1e6/e.total.Seconds(), float64(e.cpu.Microseconds())/float64(n),
 				refTime.Seconds()/e.total.Seconds())
-			paired = append(paired, refTime.Seconds()/e.total.Seconds())
-			if bestRef == 0 || refTime < bestRef {
-				bestRef = refTime
-			}
-			if bestExp == 0 || e.total < bestExp {
-				bestExp = e.total
-			}
+			rs.Add(refTime, e.total)
 			exp.firstByte = max(exp.firstByte, e.firstByte)
 			exp.firstRow = max(exp.firstRow, e.firstRow)
 			exp.rssGrowthKB = max(exp.rssGrowthKB, e.rssGrowthKB)
 			exp.bytes = e.bytes
 		}
+		bestRef, bestExp, _ := rs.Best()
 		expRate, refRate := float64(n)/bestExp.Seconds(), float64(n)/bestRef.Seconds()
-		slices.Sort(paired)
-		fmt.Printf("  median ratio of the paired rounds: %.2f\n", paired[len(paired)/2])
+		fmt.Printf("  median ratio of the paired rounds: %.2f (target >= 0.8)\n", rs.MedianRatio())
 		fmt.Printf("  best of %d: clickhouse-client %.0f rows/s, export %.0f rows/s %.1f MB/s (%.0f B/row): ratio %.2f (target >= 0.8)\n",
 			rounds, refRate, expRate, float64(exp.bytes)/1e6/bestExp.Seconds(), float64(exp.bytes)/float64(n), expRate/refRate)
 		fmt.Printf("  worst first byte: %s (target < 100ms); worst first row: %s (ClickHouse sorts before the first row)\n",
@@ -178,11 +138,9 @@ type exportRun struct {
 
 func runExport(b *testing.B, env *env, n int) exportRun {
 	runtime.GC()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		b.Fatalf("resetting the peak RSS: %v", err)
-	}
-	rssBefore := procStatusKB(b, "VmRSS")
-	cpuBefore := processCPU(b)
+	testharness.ResetPeakRSS(b)
+	rssBefore := testharness.ProcStatusKB(b, 0, "VmRSS")
+	cpuBefore := testharness.ProcessCPU(b, 0)
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, env.srv.URL+"/v1/events:export", nil)
 	t0 := time.Now()
 	resp, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
@@ -210,8 +168,8 @@ func runExport(b *testing.B, env *env, n int) exportRun {
 	}
 	r.total = time.Since(t0)
 	r.bytes = body.n
-	r.cpu = processCPU(b) - cpuBefore
-	r.rssGrowthKB = procStatusKB(b, "VmHWM") - rssBefore
+	r.cpu = testharness.ProcessCPU(b, 0) - cpuBefore
+	r.rssGrowthKB = testharness.ProcStatusKB(b, 0, "VmHWM") - rssBefore
 	rows, _ := strconv.Atoi(resp.Trailer.Get(export.TrailerRows))
 	if rows != n || resp.Trailer.Get(export.TrailerStatus) != "complete" {
 		b.Fatalf("export: %d rows, status %q; want %d complete", rows, resp.Trailer.Get(export.TrailerStatus), n)

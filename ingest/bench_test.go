@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,10 +35,12 @@ import (
 // bytes each), beside clickhouse-client inserting the same rows as
 // JSONEachRow into a table of the same schema (with the same two
 // materialized views, so the server does the same work), and the ingester
-// process's peak RSS (VmHWM). AUDITLOG_BENCH_EVENTS sets the number of
-// events (default 1,000,000); AUDITLOG_BENCH_CPUPROFILE=FILE saves a
-// ten-second CPU profile of the ingester at work, and FILE.heap its heap
-// after that.
+// process's peak RSS (VmHWM). The two alternate for AUDITLOG_BENCH_ROUNDS
+// rounds (default 3) on the same backlog; it prints every round, the median
+// of the paired rounds' ratios and the ratio of the best rounds.
+// AUDITLOG_BENCH_EVENTS sets the number of events (default 1,000,000);
+// AUDITLOG_BENCH_CPUPROFILE=FILE saves a ten-second CPU profile of the
+// ingester at work in the first round, and FILE.heap its heap after that.
 func BenchmarkIngest(b *testing.B) {
 	n := 1_000_000
 	if v := os.Getenv("AUDITLOG_BENCH_EVENTS"); v != "" {
@@ -124,29 +127,90 @@ func benchmarkIngest(b *testing.B, n int) {
 	refFile.Close()
 	b.Logf("produced %d events (%d bytes on average) in %v", n, totalBytes/n, time.Since(produceStart).Round(time.Millisecond))
 
-	// clickhouse-client: the reference.
-	in, err := os.Open(refPath)
+	// Alternate the contenders for a few rounds on the same backlog (the
+	// machine is shared, one pair of runs can be off by a third); each round
+	// starts from empty tables and a new consumer group.
+	rounds := testharness.BenchRounds(b, 3)
+	profile := os.Getenv("AUDITLOG_BENCH_CPUPROFILE")
+	var (
+		rs          testharness.Rounds
+		peakRSS     int64
+		cpuPerEvent []float64
+	)
+	fmt.Printf("ingest bench, %d events (avg %d B) from Kafka:\n", n, totalBytes/n)
+	for r := range rounds {
+		for _, table := range []string{"events", "events_by_id", "events_by_ingest"} {
+			ch.Exec(b, "TRUNCATE TABLE "+table)
+			ch.Exec(b, "TRUNCATE TABLE "+benchRef(table))
+		}
+		ref, refCores := runClientInsert(b, ch, refPath, n)
+		cfg := newEnvConfig(ch, k)
+		cfg.Group = fmt.Sprintf("bench-%s-%d", k.Topic, r)
+		run := runIngester(b, ch, k, bin, cfg, n, profile)
+		profile = "" // the first round's profile is enough
+		rs.Add(ref, run.dur)
+		peakRSS = max(peakRSS, run.peakRSS)
+		cpuPerEvent = append(cpuPerEvent, run.cpu.Seconds()*1e6/float64(n))
+		fmt.Printf("  round %d: clickhouse-client JSONEachRow %6.2fs %6.0f rows/s (machine busy %.2f of %d cores) | "+
+			"auditlog ingest %6.2fs %6.0f events/s (machine busy %.2f cores; ingester %.1f µs CPU/event, %.2f cores, peak RSS %.0f MB) | ratio %.2f\n",
+			r+1, ref.Seconds(), float64(n)/ref.Seconds(), refCores, runtime.NumCPU(),
+			run.dur.Seconds(), float64(n)/run.dur.Seconds(), run.machineCores, cpuPerEvent[r], run.cpu.Seconds()/run.dur.Seconds(),
+			float64(run.peakRSS)/(1<<20), ref.Seconds()/run.dur.Seconds())
+	}
+	bestRef, bestOurs, bestRatio := rs.Best()
+	slices.Sort(cpuPerEvent)
+	fmt.Printf("  median ratio of the paired rounds: %.2f (target >= 0.8)\n", rs.MedianRatio())
+	fmt.Printf("  best of %d: clickhouse-client %.0f rows/s, auditlog ingest %.0f events/s: ratio %.2f (target >= 0.8)\n",
+		rounds, float64(n)/bestRef.Seconds(), float64(n)/bestOurs.Seconds(), bestRatio)
+	fmt.Printf("  ingester peak RSS (VmHWM) %.0f MB (target < 256); median CPU %.1f µs/event\n",
+		float64(peakRSS)/(1<<20), cpuPerEvent[len(cpuPerEvent)/2])
+	b.ReportMetric(float64(n)/bestOurs.Seconds(), "events/s")
+	b.ReportMetric(float64(n)/bestRef.Seconds(), "ref_rows/s")
+	b.ReportMetric(rs.MedianRatio(), "median_ratio")
+	b.ReportMetric(bestRatio, "best_ratio")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak_rss_MB")
+	b.ReportMetric(cpuPerEvent[len(cpuPerEvent)/2], "ingester_cpu_us/event")
+}
+
+// runClientInsert runs the reference, clickhouse-client inserting the
+// JSONEachRow file into events_bench_ref, and returns its duration and how
+// many cores the machine was busy on meanwhile.
+func runClientInsert(b *testing.B, ch *testharness.ClickHouse, path string, n int) (time.Duration, float64) {
+	in, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer in.Close()
 	client := exec.Command(testharness.ClickHouseClientPath(b), append(ch.ClientArgs(),
 		"--query", fmt.Sprintf("INSERT INTO %s.events_bench_ref (%s) FORMAT JSONEachRow", ch.Database, store.EventColumns))...)
 	client.Stdin = in
-	refStart, refBusy := time.Now(), machineBusy(b)
+	start, busy := time.Now(), testharness.MachineBusy(b)
 	if out, err := client.CombinedOutput(); err != nil {
 		b.Fatalf("clickhouse-client: %v\n%s", err, out)
 	}
-	refDur := time.Since(refStart)
-	refCores := (machineBusy(b) - refBusy).Seconds() / refDur.Seconds()
-	in.Close()
+	dur := time.Since(start)
+	cores := (testharness.MachineBusy(b) - busy).Seconds() / dur.Seconds()
 	if got := ch.QueryUint64(b, "SELECT count() FROM events_bench_ref"); got != uint64(n) {
 		b.Fatalf("clickhouse-client stored %d rows, want %d", got, n)
 	}
+	return dur, cores
+}
 
-	// The ingester, timed from joining the group to the last commit.
-	e := &env{ch: ch, k: k, cfg: newEnvConfig(ch, k)}
+// ingestRun is what one run of the ingester over the backlog measured.
+type ingestRun struct {
+	dur          time.Duration // from joining the group to the last commit
+	cpu          time.Duration // the ingester's CPU time
+	peakRSS      int64         // the ingester's VmHWM, bytes
+	machineCores float64       // cores of the machine busy during the run
+}
+
+// runIngester runs `auditlog ingest` in group cfg.Group until it has
+// committed the whole backlog, then stops it with SIGTERM and checks that n
+// distinct events are stored. With profile set it saves a CPU profile of
+// ten seconds at work (and the heap after it) there.
+func runIngester(b *testing.B, ch *testharness.ClickHouse, k *testharness.Kafka, bin string, cfg ingest.Config, n int, profile string) ingestRun {
+	e := &env{ch: ch, k: k, cfg: cfg}
 	args := ingestArgs(e)
-	profile := os.Getenv("AUDITLOG_BENCH_CPUPROFILE")
 	var pprofAddr string
 	if profile != "" {
 		pprofAddr = freeAddr(b)
@@ -157,12 +221,12 @@ func benchmarkIngest(b *testing.B, n int) {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}()
-	var ingestStart time.Time
-	var ingestBusy time.Duration
+	var start time.Time
+	var busy time.Duration
 	deadline := time.Now().Add(30 * time.Minute)
-	for ingestStart.IsZero() {
+	for start.IsZero() {
 		if strings.Contains(p.stderr.String(), "consumer group generation started") {
-			ingestStart, ingestBusy = time.Now(), machineBusy(b)
+			start, busy = time.Now(), testharness.MachineBusy(b)
 		}
 		select {
 		case <-p.exited:
@@ -180,17 +244,17 @@ func benchmarkIngest(b *testing.B, n int) {
 	} else {
 		close(profiled)
 	}
-	for groupLag(b, k, e.cfg.Group) != 0 {
+	for groupLag(b, k, cfg.Group) != 0 {
 		if time.Now().After(deadline) {
 			b.Fatalf("ingester did not catch up within 30 minutes\n%s", tail(p.stderr.String(), 20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ingestDur := time.Since(ingestStart)
-	ingestCores := (machineBusy(b) - ingestBusy).Seconds() / ingestDur.Seconds()
+	run := ingestRun{dur: time.Since(start)}
+	run.machineCores = (testharness.MachineBusy(b) - busy).Seconds() / run.dur.Seconds()
 	<-profiled
-	hwm := vmHWM(b, p.cmd.Process.Pid)
-	cpu := cpuTime(b, p.cmd.Process.Pid)
+	run.peakRSS = testharness.ProcStatusKB(b, p.cmd.Process.Pid, "VmHWM") << 10
+	run.cpu = testharness.ProcessCPU(b, p.cmd.Process.Pid)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.exited
 	if p.err != nil {
@@ -199,20 +263,7 @@ func benchmarkIngest(b *testing.B, n int) {
 	if got := ch.QueryUint64(b, "SELECT toUInt64(uniqExact(id)) FROM events"); got != uint64(n) {
 		b.Fatalf("ingester stored %d distinct events, want %d", got, n)
 	}
-
-	ingestRate := float64(n) / ingestDur.Seconds()
-	refRate := float64(n) / refDur.Seconds()
-	b.ReportMetric(ingestRate, "events/s")
-	b.ReportMetric(refRate, "ref_rows/s")
-	b.ReportMetric(ingestRate/refRate, "ratio")
-	b.ReportMetric(float64(hwm)/(1<<20), "peak_rss_MB")
-	b.ReportMetric(cpu.Seconds()*1e6/float64(n), "ingester_cpu_us/event")
-	fmt.Printf("ingest: %d events (avg %d B) Kafka -> ClickHouse in %v = %.0f events/s; clickhouse-client JSONEachRow %v = %.0f rows/s; "+
-		"ratio %.2f (target >= 0.8); ingester peak RSS (VmHWM) %.0f MB (target < 256); ingester CPU %v (%.1f µs/event, %.2f cores); "+
-		"machine busy %.2f of %d cores during the ingest, %.2f during the client\n",
-		n, totalBytes/n, ingestDur.Round(time.Millisecond), ingestRate, refDur.Round(time.Millisecond), refRate, ingestRate/refRate,
-		float64(hwm)/(1<<20), cpu.Round(time.Millisecond), cpu.Seconds()*1e6/float64(n), cpu.Seconds()/ingestDur.Seconds(),
-		ingestCores, runtime.NumCPU(), refCores)
+	return run
 }
 
 // freeAddr returns a loopback address with a port free a moment ago.
@@ -258,63 +309,6 @@ func newEnvConfig(ch *testharness.ClickHouse, k *testharness.Kafka) ingest.Confi
 	cfg.ClickHouse.User = ch.Options().Auth.Username
 	cfg.ClickHouse.Password = ch.Options().Auth.Password
 	return cfg
-}
-
-// vmHWM returns the peak resident set size of a process, in bytes.
-func vmHWM(tb testing.TB, pid int) int64 {
-	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatalf("read /proc/%d/status: %v", pid, err)
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				tb.Fatalf("VmHWM %q: %v", rest, err)
-			}
-			return kb << 10
-		}
-	}
-	tb.Fatalf("no VmHWM in /proc/%d/status", pid)
-	return 0
-}
-
-// machineBusy returns the CPU time all cores of the machine spent busy
-// (not idle or waiting for I/O) since boot, from /proc/stat.
-func machineBusy(tb testing.TB) time.Duration {
-	tb.Helper()
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		tb.Fatalf("read /proc/stat: %v", err)
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	var busy int64
-	// cpu user nice system idle iowait irq softirq steal ...
-	for i, f := range strings.Fields(line)[1:] {
-		v, _ := strconv.ParseInt(f, 10, 64)
-		if i != 3 && i != 4 {
-			busy += v
-		}
-	}
-	return time.Duration(busy) * 10 * time.Millisecond
-}
-
-// cpuTime returns the user plus system CPU time a process has used so far.
-func cpuTime(tb testing.TB, pid int) time.Duration {
-	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatalf("read /proc/%d/stat: %v", pid, err)
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: utime and stime are the 12th and 13th of them, in clock ticks
-	// (100 per second on Linux).
-	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
-	f := strings.Fields(rest)
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // benchRefName matches the names of the events tables and views in DDL.
