@@ -69,10 +69,17 @@ and commits the batch in hand and exits 0. The ClickHouse schema must exist
 	if *retentionEvery <= 0 {
 		return cli.UsageError("--retention-every must be positive")
 	}
-	// The batch and the queue bound the live data; this keeps the heap's
-	// garbage from doubling the footprint on top of it.
+	// The batch and the queue bound the live data; the limit keeps the
+	// heap's garbage from doubling the footprint on top of it. Under load
+	// the limit, not GOGC, decides when the collector runs: with GOGC's
+	// default of 100 it ran about twice as often at the same peak RSS, for
+	// 15 % fewer events/s. GOGC=400 still keeps the heap small while there
+	// is little in flight. GOMEMLIMIT and GOGC in the environment win.
 	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(*memLimit) << 20)
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(400)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
