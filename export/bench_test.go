@@ -30,8 +30,6 @@ func benchRows(b *testing.B) int {
 	return n
 }
 
-
-
 // countingWriter counts bytes and notes when the first one came.
 type countingWriter struct {
 	n     int64
