@@ -66,16 +66,11 @@ func newEnv(t testing.TB, cfg export.Config, scopes ...string) *env {
 func (e *env) insert(t testing.TB, events []*event.Event) {
 	t.Helper()
 	ctx := context.Background()
-	batch, err := e.ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []store.StoredEvent
 	for _, ev := range events {
-		if err := store.Append(batch, store.StoredEvent{Event: ev, Validated: true}); err != nil {
-			t.Fatal(err)
-		}
+		stored = append(stored, store.StoredEvent{Event: ev, Validated: true})
 	}
-	if err := batch.Send(); err != nil {
+	if err := store.Insert(ctx, e.ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -123,16 +123,11 @@ func makeEvent(t testing.TB, scope, action string, at time.Time) *event.Event {
 
 func (f *fixture) insert(t testing.TB, events ...*event.Event) {
 	t.Helper()
-	batch, err := f.ch.Conn.PrepareBatch(context.Background(), "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []store.StoredEvent
 	for _, e := range events {
-		if err := store.Append(batch, store.StoredEvent{Event: e, Validated: true}); err != nil {
-			t.Fatal(err)
-		}
+		stored = append(stored, store.StoredEvent{Event: e, Validated: true})
 	}
-	if err := batch.Send(); err != nil {
+	if err := store.Insert(context.Background(), f.ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 }

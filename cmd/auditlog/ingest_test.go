@@ -22,20 +22,15 @@ func TestIngestRunsScheduledRetention(t *testing.T) {
 	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
 		t.Fatal(err)
 	}
-	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []store.StoredEvent
 	for _, at := range []time.Time{time.Now().Add(-500 * 24 * time.Hour), time.Now()} {
 		e, err := event.ParseJSON(schemas.SampleEvent("user.logged_in", uuid.NewString(), at))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Append(batch, store.StoredEvent{Event: e, Validated: true}); err != nil {
-			t.Fatal(err)
-		}
+		stored = append(stored, store.StoredEvent{Event: e, Validated: true})
 	}
-	if err := batch.Send(); err != nil {
+	if err := store.Insert(ctx, ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 

@@ -26,20 +26,15 @@ func TestRetentionCommand(t *testing.T) {
 	}
 	// One event 500 days ago, one now.
 	old := time.Now().Add(-500 * 24 * time.Hour)
-	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []store.StoredEvent
 	for _, at := range []time.Time{old, time.Now()} {
 		e, err := event.ParseJSON(schemas.SampleEvent("user.logged_in", uuid.NewString(), at))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Append(batch, store.StoredEvent{Event: e, Validated: true}); err != nil {
-			t.Fatal(err)
-		}
+		stored = append(stored, store.StoredEvent{Event: e, Validated: true})
 	}
-	if err := batch.Send(); err != nil {
+	if err := store.Insert(ctx, ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 	oldMonth := old.UTC().Format("200601")

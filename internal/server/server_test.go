@@ -65,14 +65,9 @@ func start(t *testing.T, ready func(context.Context) error) (*fixture, *event.Ev
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Append(batch, store.StoredEvent{Event: e, Validated: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := batch.Send(); err != nil {
+	var stored []store.StoredEvent
+	stored = append(stored, store.StoredEvent{Event: e, Validated: true})
+	if err := store.Insert(ctx, ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 	qc := query.DefaultConfig()

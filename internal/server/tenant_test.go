@@ -70,10 +70,7 @@ func startTenants(t *testing.T, limits auth.LimitsConfig) *tenants {
 		t.Fatal(err)
 	}
 	tn := &tenants{ids: map[string][]string{}, tokensFile: filepath.Join(t.TempDir(), "tokens.json")}
-	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []store.StoredEvent
 	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 45 {
 		scope := []string{"org-a", "org-b", ""}[i%3]
@@ -94,12 +91,10 @@ func startTenants(t *testing.T, limits auth.LimitsConfig) *tenants {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Append(batch, store.StoredEvent{Event: e, Validated: true}); err != nil {
-			t.Fatal(err)
-		}
+		stored = append(stored, store.StoredEvent{Event: e, Validated: true})
 		tn.ids[scope] = append(tn.ids[scope], e.ID.String())
 	}
-	if err := batch.Send(); err != nil {
+	if err := store.Insert(ctx, ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 	secrets := writeTokens(t, tn.tokensFile, map[string][]string{"tenant-a": {"org-a"}, "tenant-b": {"org-b"}, "admin": {"*"}})

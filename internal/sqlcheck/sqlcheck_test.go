@@ -129,19 +129,13 @@ func newEngines(ctx context.Context, t *testing.T) *engines {
 	// INSERT ... SELECT of the same values bound into text by clickhouse-go.
 	var inserts []string
 	for _, batch := range fixtureEvents(t) {
-		b, err := conn.PrepareBatch(ctx, "INSERT INTO events ("+store.EventColumns+")")
-		if err != nil {
+		if err := store.Insert(ctx, conn, "events", batch...); err != nil {
 			t.Fatal(err)
 		}
 		var selects []string
 		for _, e := range batch {
-			if err := store.Append(b, e); err != nil {
-				t.Fatal(err)
-			}
-			selects = append(selects, boundText(ctx, t, conn, capture, selectOf(len(store.InsertArgs(e))), store.InsertArgs(e)...))
-		}
-		if err := b.Send(); err != nil {
-			t.Fatal(err)
+			args := store.InsertArgs(e)
+			selects = append(selects, boundText(ctx, t, conn, capture, selectOf(len(args)), args...))
 		}
 		inserts = append(inserts, "INSERT INTO "+ch.Database+".events ("+store.EventColumns+")\n"+strings.Join(selects, "\nUNION ALL\n"))
 	}

@@ -22,21 +22,62 @@ import (
 // between Append and Reset, which no code does (an Event's bytes are
 // read-only once decoded).
 type EventBlock struct {
-	ids                                          []uuid.UUID
-	versions                                     []uint32
-	actions                                      []string
-	actorIDs, actorTypes, actorNames, actors     []string
-	targetIDs, targetTypes, targetNames, targets []string
-	scopeIDs, scopeTypes, scopeNames, scopes     []string
-	payloads                                     []string
-	metadataKeys, metadataValues                 [][]string
-	occurredAt                                   []time.Time
-	occurredNs                                   []int64
-	success                                      []uint8
-	requestIDs, requests                         []string
-	validated                                    []uint8
-	contentHashes                                []uint64
+	ids                                          column[uuid.UUID]
+	versions                                     column[uint32]
+	actions                                      column[string]
+	actorIDs, actorTypes, actorNames, actors     column[string]
+	targetIDs, targetTypes, targetNames, targets column[string]
+	scopeIDs, scopeTypes, scopeNames, scopes     column[string]
+	payloads                                     column[string]
+	metadataKeys, metadataValues                 column[[]string]
+	occurredAt                                   column[time.Time]
+	occurredNs                                   column[int64]
+	success                                      column[uint8]
+	requestIDs, requests                         column[string]
+	validated                                    column[uint8]
+	contentHashes                                column[uint64]
 }
+
+// namedColumn is a column of the block with its name in the events table.
+type namedColumn struct {
+	name string
+	col  blockColumn
+}
+
+// ordered lists the block's columns in EventColumns order: the one place
+// that order is written down for the block (a test holds it to
+// EventColumns).
+func (b *EventBlock) ordered() []namedColumn {
+	return []namedColumn{
+		{"id", &b.ids}, {"version", &b.versions}, {"action", &b.actions},
+		{"actor_id", &b.actorIDs}, {"actor_type", &b.actorTypes}, {"actor_name", &b.actorNames}, {"actor", &b.actors},
+		{"target_id", &b.targetIDs}, {"target_type", &b.targetTypes}, {"target_name", &b.targetNames}, {"target", &b.targets},
+		{"scope_id", &b.scopeIDs}, {"scope_type", &b.scopeTypes}, {"scope_name", &b.scopeNames}, {"scope", &b.scopes},
+		{"payload", &b.payloads}, {"metadata_keys", &b.metadataKeys}, {"metadata_values", &b.metadataValues},
+		{"occurred_at", &b.occurredAt}, {"occurred_ns", &b.occurredNs}, {"success", &b.success},
+		{"request_id", &b.requestIDs}, {"request", &b.requests},
+		{"validated", &b.validated}, {"content_hash", &b.contentHashes},
+	}
+}
+
+// blockColumn is what the block does with each of its columns alike.
+type blockColumn interface {
+	// slice returns rows [from, to) as the driver's batch.Column appends them.
+	slice(from, to int) any
+	// value returns row i as InsertArgs does.
+	value(i int) any
+	// reset empties the column, keeping its capacity, and clears what it
+	// held so that the events' bytes are not kept alive until overwritten.
+	reset()
+}
+
+// column holds the values of one column of the block.
+type column[T any] struct{ v []T }
+
+func (c *column[T]) add(x T)                { c.v = append(c.v, x) }
+func (c *column[T]) slice(from, to int) any { return c.v[from:to] }
+func (c *column[T]) value(i int) any        { return c.v[i] }
+func (c *column[T]) reset()                 { clear(c.v); c.v = c.v[:0] }
 
 // view returns b as a string sharing its memory; see EventBlock.
 func view(b []byte) string {
@@ -44,26 +85,13 @@ func view(b []byte) string {
 }
 
 // Len is the number of rows gathered.
-func (b *EventBlock) Len() int { return len(b.ids) }
+func (b *EventBlock) Len() int { return len(b.ids.v) }
 
 // Reset empties the block and keeps its capacity.
 func (b *EventBlock) Reset() {
-	// The string slices are cleared so that the events' bytes are not kept
-	// alive until the next block overwrites them.
-	for _, col := range b.stringColumns() {
-		clear(*col)
-		*col = (*col)[:0]
+	for _, c := range b.ordered() {
+		c.col.reset()
 	}
-	clear(b.metadataKeys)
-	clear(b.metadataValues)
-	b.ids, b.versions, b.metadataKeys, b.metadataValues = b.ids[:0], b.versions[:0], b.metadataKeys[:0], b.metadataValues[:0]
-	b.occurredAt, b.occurredNs, b.success, b.validated, b.contentHashes = b.occurredAt[:0], b.occurredNs[:0], b.success[:0], b.validated[:0], b.contentHashes[:0]
-}
-
-func (b *EventBlock) stringColumns() []*[]string {
-	return []*[]string{&b.actions, &b.actorIDs, &b.actorTypes, &b.actorNames, &b.actors,
-		&b.targetIDs, &b.targetTypes, &b.targetNames, &b.targets,
-		&b.scopeIDs, &b.scopeTypes, &b.scopeNames, &b.scopes, &b.payloads, &b.requestIDs, &b.requests}
 }
 
 // Append adds one event; the values are those of InsertArgs.
@@ -81,45 +109,31 @@ func (b *EventBlock) Append(s StoredEvent) {
 	if e.Request != nil {
 		request = view(e.Request.Raw)
 	}
-	b.ids = append(b.ids, e.ID)
-	b.versions = append(b.versions, e.Version)
-	b.actions = append(b.actions, e.Action)
-	b.actorIDs = append(b.actorIDs, e.Actor.ID)
-	b.actorTypes = append(b.actorTypes, e.Actor.Type)
-	b.actorNames = append(b.actorNames, e.Actor.Name)
-	b.actors = append(b.actors, view(e.Actor.Raw))
-	b.targetIDs = append(b.targetIDs, e.Target.ID)
-	b.targetTypes = append(b.targetTypes, e.Target.Type)
-	b.targetNames = append(b.targetNames, e.Target.Name)
-	b.targets = append(b.targets, view(e.Target.Raw))
-	b.scopeIDs = append(b.scopeIDs, e.ScopeID())
-	b.scopeTypes = append(b.scopeTypes, scopeType)
-	b.scopeNames = append(b.scopeNames, scopeName)
-	b.scopes = append(b.scopes, scope)
-	b.payloads = append(b.payloads, view(e.PayloadJSON()))
-	b.metadataKeys = append(b.metadataKeys, keys)
-	b.metadataValues = append(b.metadataValues, values)
-	b.occurredAt = append(b.occurredAt, e.OccurredAt.UTC().Truncate(time.Second))
-	b.occurredNs = append(b.occurredNs, e.OccurredAt.UnixNano())
-	b.success = append(b.success, boolToUInt8(e.Success))
-	b.requestIDs = append(b.requestIDs, e.RequestID())
-	b.requests = append(b.requests, request)
-	b.validated = append(b.validated, boolToUInt8(s.Validated))
-	b.contentHashes = append(b.contentHashes, hash)
-}
-
-// columns returns rows [from, to) column by column, in EventColumns order.
-func (b *EventBlock) columns(from, to int) []any {
-	return []any{
-		b.ids[from:to], b.versions[from:to], b.actions[from:to],
-		b.actorIDs[from:to], b.actorTypes[from:to], b.actorNames[from:to], b.actors[from:to],
-		b.targetIDs[from:to], b.targetTypes[from:to], b.targetNames[from:to], b.targets[from:to],
-		b.scopeIDs[from:to], b.scopeTypes[from:to], b.scopeNames[from:to], b.scopes[from:to], b.payloads[from:to],
-		b.metadataKeys[from:to], b.metadataValues[from:to],
-		b.occurredAt[from:to], b.occurredNs[from:to], b.success[from:to],
-		b.requestIDs[from:to], b.requests[from:to],
-		b.validated[from:to], b.contentHashes[from:to],
-	}
+	b.ids.add(e.ID)
+	b.versions.add(e.Version)
+	b.actions.add(e.Action)
+	b.actorIDs.add(e.Actor.ID)
+	b.actorTypes.add(e.Actor.Type)
+	b.actorNames.add(e.Actor.Name)
+	b.actors.add(view(e.Actor.Raw))
+	b.targetIDs.add(e.Target.ID)
+	b.targetTypes.add(e.Target.Type)
+	b.targetNames.add(e.Target.Name)
+	b.targets.add(view(e.Target.Raw))
+	b.scopeIDs.add(e.ScopeID())
+	b.scopeTypes.add(scopeType)
+	b.scopeNames.add(scopeName)
+	b.scopes.add(scope)
+	b.payloads.add(view(e.PayloadJSON()))
+	b.metadataKeys.add(keys)
+	b.metadataValues.add(values)
+	b.occurredAt.add(e.OccurredAt.UTC().Truncate(time.Second))
+	b.occurredNs.add(e.OccurredAt.UnixNano())
+	b.success.add(boolToUInt8(e.Success))
+	b.requestIDs.add(e.RequestID())
+	b.requests.add(request)
+	b.validated.add(boolToUInt8(s.Validated))
+	b.contentHashes.add(hash)
 }
 
 // insertBlockRows is how many rows go to ClickHouse in one data block of an
@@ -132,16 +146,12 @@ const insertBlockRows = 2048
 
 // row returns row i as InsertArgs does, in EventColumns order.
 func (b *EventBlock) row(i int) []any {
-	return []any{
-		b.ids[i], b.versions[i], b.actions[i],
-		b.actorIDs[i], b.actorTypes[i], b.actorNames[i], b.actors[i],
-		b.targetIDs[i], b.targetTypes[i], b.targetNames[i], b.targets[i],
-		b.scopeIDs[i], b.scopeTypes[i], b.scopeNames[i], b.scopes[i], b.payloads[i],
-		b.metadataKeys[i], b.metadataValues[i],
-		b.occurredAt[i], b.occurredNs[i], b.success[i],
-		b.requestIDs[i], b.requests[i],
-		b.validated[i], b.contentHashes[i],
+	cols := b.ordered()
+	row := make([]any, len(cols))
+	for j, c := range cols {
+		row[j] = c.col.value(i)
 	}
+	return row
 }
 
 // Insert writes the block into table (events, or a table with its columns)
@@ -154,12 +164,13 @@ func (b *EventBlock) Insert(ctx context.Context, conn driver.Conn, table string)
 	if err != nil {
 		return fmt.Errorf("inserting %d events: %w", b.Len(), err)
 	}
+	cols := b.ordered()
 	for from := 0; from < b.Len(); from += insertBlockRows {
 		to := min(b.Len(), from+insertBlockRows)
-		for i, col := range b.columns(from, to) {
-			if err := batch.Column(i).Append(col); err != nil {
+		for i, c := range cols {
+			if err := batch.Column(i).Append(c.col.slice(from, to)); err != nil {
 				_ = batch.Abort()
-				return fmt.Errorf("inserting %d events: column %d: %w", b.Len(), i, err)
+				return fmt.Errorf("inserting %d events: column %s: %w", b.Len(), c.name, err)
 			}
 		}
 		if to < b.Len() {

@@ -31,10 +31,7 @@ func retentionFixture(t *testing.T) (*testharness.ClickHouse, map[string][]strin
 		"202601": {time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 20, 8, 0, 0, 0, time.UTC)},
 	}
 	ids := map[string][]string{}
-	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []StoredEvent
 	for month, ts := range times {
 		for _, at := range ts {
 			id := uuid.Must(uuid.NewV7()).String()
@@ -42,13 +39,11 @@ func retentionFixture(t *testing.T) (*testharness.ClickHouse, map[string][]strin
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := Append(batch, StoredEvent{Event: e, Validated: true}); err != nil {
-				t.Fatal(err)
-			}
+			stored = append(stored, StoredEvent{Event: e, Validated: true})
 			ids[month] = append(ids[month], id)
 		}
 	}
-	if err := batch.Send(); err != nil {
+	if err := Insert(ctx, ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 	q, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO quarantine (received_at, topic, partition, offset, key, raw, reason, event_id)")

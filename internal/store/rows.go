@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"sort"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -34,18 +35,22 @@ type StoredEvent struct {
 	ContentHash uint64
 }
 
-// InsertArgs returns the values of one row in EventColumns order, ready for
-// driver.Batch.Append. EventBlock is the bulk form.
+// InsertArgs returns the values of one row in EventColumns order, as
+// EventBlock inserts them, for driver.Batch.Append or binding into SQL text.
 func InsertArgs(s StoredEvent) []any {
 	var b EventBlock
 	b.Append(s)
 	return b.row(0)
 }
 
-// Append appends one event to a batch prepared with
-// "INSERT INTO <table> (" + EventColumns + ")".
-func Append(batch driver.Batch, s StoredEvent) error {
-	return batch.Append(InsertArgs(s)...)
+// Insert writes events into table (events, or a table with its columns) as
+// one INSERT, through the ingester's EventBlock.
+func Insert(ctx context.Context, conn driver.Conn, table string, events ...StoredEvent) error {
+	var b EventBlock
+	for _, e := range events {
+		b.Append(e)
+	}
+	return b.Insert(ctx, conn, table)
 }
 
 // metadataColumns splits metadata into parallel key and value arrays sorted

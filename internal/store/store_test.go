@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -58,14 +59,9 @@ func TestRowRoundTripThroughViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO events ("+EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Append(batch, StoredEvent{Event: e, Validated: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := batch.Send(); err != nil {
+	var stored []StoredEvent
+	stored = append(stored, StoredEvent{Event: e, Validated: true})
+	if err := Insert(ctx, ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"events", "events_by_ingest"} {
@@ -187,6 +183,38 @@ func TestEventBlockInsertsOnePart(t *testing.T) {
 		}
 		if parts != 1 || level != 0 || rows != uint64(n) {
 			t.Errorf("%s: %d active parts, level %d, %d rows; want the %d rows of one INSERT in one part of level 0 (written whole, not merged)", table, parts, level, rows, n)
+		}
+	}
+}
+
+// The block lists its columns once (ordered); the insert names them with
+// EventColumns. The two must agree, name by name: a column out of place
+// would store, say, actor_type in actor_id without any error.
+func TestEventBlockColumnsAreEventColumns(t *testing.T) {
+	t.Parallel()
+	var b EventBlock
+	var names []string
+	for _, c := range b.ordered() {
+		names = append(names, c.name)
+	}
+	if got := strings.Join(names, ", "); got != EventColumns {
+		t.Errorf("EventBlock columns:\n %s\nEventColumns:\n %s", got, EventColumns)
+	}
+	// And every column gets a value per appended event.
+	e, err := event.ParseJSON(schemas.SampleEvent("workflow.job.start", uuid.NewString(), time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Append(StoredEvent{Event: e, Validated: true})
+	for _, c := range b.ordered() {
+		if got := reflect.ValueOf(c.col.slice(0, b.Len())).Len(); got != 1 {
+			t.Errorf("column %s holds %d values after one Append, want 1", c.name, got)
+		}
+	}
+	b.Reset()
+	for _, c := range b.ordered() {
+		if got := reflect.ValueOf(c.col.slice(0, 0)).Cap(); got == 0 {
+			t.Errorf("column %s lost its capacity in Reset", c.name)
 		}
 	}
 }

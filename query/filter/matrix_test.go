@@ -101,16 +101,11 @@ func entity(id, typ, name string) map[string]any {
 
 func insert(t testing.TB, ch *testharness.ClickHouse, events []*event.Event) {
 	t.Helper()
-	batch, err := ch.Conn.PrepareBatch(context.Background(), "INSERT INTO events ("+store.EventColumns+")")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []store.StoredEvent
 	for _, e := range events {
-		if err := store.Append(batch, store.StoredEvent{Event: e, Validated: true}); err != nil {
-			t.Fatal(err)
-		}
+		stored = append(stored, store.StoredEvent{Event: e, Validated: true})
 	}
-	if err := batch.Send(); err != nil {
+	if err := store.Insert(context.Background(), ch.Conn, "events", stored...); err != nil {
 		t.Fatal(err)
 	}
 }
