@@ -143,19 +143,20 @@ func benchmarkIngest(b *testing.B, n int) {
 			ch.Exec(b, "TRUNCATE TABLE "+table)
 			ch.Exec(b, "TRUNCATE TABLE "+benchRef(table))
 		}
-		ref, refCores := runClientInsert(b, ch, refPath, n)
+		ref, refCores, refServerCPU := runClientInsert(b, ch, refPath, n)
 		cfg := newEnvConfig(ch, k)
 		cfg.Group = fmt.Sprintf("bench-%s-%d", k.Topic, r)
 		run := runIngester(b, ch, k, bin, cfg, n, profile)
 		profile = "" // the first round's profile is enough
 		rs.Add(ref, run.dur)
 		peakRSS = max(peakRSS, run.peakRSS)
-		cpuPerEvent = append(cpuPerEvent, run.cpu.Seconds()*1e6/float64(n))
-		fmt.Printf("  round %d: clickhouse-client JSONEachRow %6.2fs %6.0f rows/s (machine busy %.2f of %d cores) | "+
-			"auditlog ingest %6.2fs %6.0f events/s (machine busy %.2f cores; ingester %.1f µs CPU/event, %.2f cores, peak RSS %.0f MB) | ratio %.2f\n",
-			r+1, ref.Seconds(), float64(n)/ref.Seconds(), refCores, runtime.NumCPU(),
-			run.dur.Seconds(), float64(n)/run.dur.Seconds(), run.machineCores, cpuPerEvent[r], run.cpu.Seconds()/run.dur.Seconds(),
-			float64(run.peakRSS)/(1<<20), ref.Seconds()/run.dur.Seconds())
+		cpuPerEvent = append(cpuPerEvent, perRow(run.cpu, n))
+		fmt.Printf("  round %d: clickhouse-client JSONEachRow %6.2fs %6.0f rows/s (machine busy %.2f of %d cores; ClickHouse %.1f µs CPU/row) | "+
+			"auditlog ingest %6.2fs %6.0f events/s (machine busy %.2f cores; ClickHouse %.1f µs CPU/row; ingester %.1f µs CPU/event, %.2f cores, "+
+			"in INSERTs %.0f%% of the time, peak RSS %.0f MB) | ratio %.2f\n",
+			r+1, ref.Seconds(), float64(n)/ref.Seconds(), refCores, runtime.NumCPU(), perRow(refServerCPU, n),
+			run.dur.Seconds(), float64(n)/run.dur.Seconds(), run.machineCores, perRow(run.serverCPU, n), cpuPerEvent[r], run.cpu.Seconds()/run.dur.Seconds(),
+			100*run.insertTime.Seconds()/run.dur.Seconds(), float64(run.peakRSS)/(1<<20), ref.Seconds()/run.dur.Seconds())
 	}
 	bestRef, bestOurs, bestRatio := rs.Best()
 	slices.Sort(cpuPerEvent)
@@ -172,10 +173,13 @@ func benchmarkIngest(b *testing.B, n int) {
 	b.ReportMetric(cpuPerEvent[len(cpuPerEvent)/2], "ingester_cpu_us/event")
 }
 
+// perRow is d in microseconds per row.
+func perRow(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
+
 // runClientInsert runs the reference, clickhouse-client inserting the
-// JSONEachRow file into events_bench_ref, and returns its duration and how
-// many cores the machine was busy on meanwhile.
-func runClientInsert(b *testing.B, ch *testharness.ClickHouse, path string, n int) (time.Duration, float64) {
+// JSONEachRow file into events_bench_ref, and returns its duration, how many
+// cores the machine was busy on meanwhile and ClickHouse's CPU time.
+func runClientInsert(b *testing.B, ch *testharness.ClickHouse, path string, n int) (dur time.Duration, cores float64, serverCPU time.Duration) {
 	in, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
@@ -184,16 +188,17 @@ func runClientInsert(b *testing.B, ch *testharness.ClickHouse, path string, n in
 	client := exec.Command(testharness.ClickHouseClientPath(b), append(ch.ClientArgs(),
 		"--query", fmt.Sprintf("INSERT INTO %s.events_bench_ref (%s) FORMAT JSONEachRow", ch.Database, store.EventColumns))...)
 	client.Stdin = in
-	start, busy := time.Now(), testharness.MachineBusy(b)
+	start, busy, server := time.Now(), testharness.MachineBusy(b), testharness.ProcessCPU(b, ch.Server().Pid())
 	if out, err := client.CombinedOutput(); err != nil {
 		b.Fatalf("clickhouse-client: %v\n%s", err, out)
 	}
-	dur := time.Since(start)
-	cores := (testharness.MachineBusy(b) - busy).Seconds() / dur.Seconds()
+	dur = time.Since(start)
+	cores = (testharness.MachineBusy(b) - busy).Seconds() / dur.Seconds()
+	serverCPU = testharness.ProcessCPU(b, ch.Server().Pid()) - server
 	if got := ch.QueryUint64(b, "SELECT count() FROM events_bench_ref"); got != uint64(n) {
 		b.Fatalf("clickhouse-client stored %d rows, want %d", got, n)
 	}
-	return dur, cores
+	return dur, cores, serverCPU
 }
 
 // ingestRun is what one run of the ingester over the backlog measured.
@@ -202,6 +207,33 @@ type ingestRun struct {
 	cpu          time.Duration // the ingester's CPU time
 	peakRSS      int64         // the ingester's VmHWM, bytes
 	machineCores float64       // cores of the machine busy during the run
+	serverCPU    time.Duration // ClickHouse's CPU time during the run
+	insertTime   time.Duration // the storer's time in INSERTs (insert_duration_seconds)
+}
+
+// insertSeconds reads the sum of auditlog_ingest_insert_duration_seconds
+// from the ingester's metrics.
+func insertSeconds(b *testing.B, url string) time.Duration {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatalf("ingester metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatalf("ingester metrics: %v", err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "auditlog_ingest_insert_duration_seconds_sum "); ok {
+			sec, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("ingester metrics: %q: %v", line, err)
+			}
+			return time.Duration(sec * float64(time.Second))
+		}
+	}
+	b.Fatalf("ingester metrics: no auditlog_ingest_insert_duration_seconds_sum")
+	return 0
 }
 
 // runIngester runs `auditlog ingest` in group cfg.Group until it has
@@ -211,10 +243,11 @@ type ingestRun struct {
 func runIngester(b *testing.B, ch *testharness.ClickHouse, k *testharness.Kafka, bin string, cfg ingest.Config, n int, profile string) ingestRun {
 	e := &env{ch: ch, k: k, cfg: cfg}
 	args := ingestArgs(e)
-	var pprofAddr string
+	// The metrics tell how long the storer spent inserting.
+	metricsAddr := freeAddr(b)
+	args = append(args, "--metrics-addr", metricsAddr)
 	if profile != "" {
-		pprofAddr = freeAddr(b)
-		args = append(args, "--metrics-addr", pprofAddr, "--pprof")
+		args = append(args, "--pprof")
 	}
 	p := startProc(b, bin, args)
 	defer func() {
@@ -222,11 +255,12 @@ func runIngester(b *testing.B, ch *testharness.ClickHouse, k *testharness.Kafka,
 		<-p.exited
 	}()
 	var start time.Time
-	var busy time.Duration
+	var busy, serverCPU time.Duration
 	deadline := time.Now().Add(30 * time.Minute)
 	for start.IsZero() {
 		if strings.Contains(p.stderr.String(), "consumer group generation started") {
 			start, busy = time.Now(), testharness.MachineBusy(b)
+			serverCPU = testharness.ProcessCPU(b, ch.Server().Pid())
 		}
 		select {
 		case <-p.exited:
@@ -238,8 +272,8 @@ func runIngester(b *testing.B, ch *testharness.ClickHouse, k *testharness.Kafka,
 	if profile != "" {
 		go func() {
 			defer close(profiled)
-			fetchProfile(b, "http://"+pprofAddr+"/debug/pprof/profile?seconds=10", profile)
-			fetchProfile(b, "http://"+pprofAddr+"/debug/pprof/heap", profile+".heap")
+			fetchProfile(b, "http://"+metricsAddr+"/debug/pprof/profile?seconds=10", profile)
+			fetchProfile(b, "http://"+metricsAddr+"/debug/pprof/heap", profile+".heap")
 		}()
 	} else {
 		close(profiled)
@@ -255,6 +289,8 @@ func runIngester(b *testing.B, ch *testharness.ClickHouse, k *testharness.Kafka,
 	<-profiled
 	run.peakRSS = testharness.ProcStatusKB(b, p.cmd.Process.Pid, "VmHWM") << 10
 	run.cpu = testharness.ProcessCPU(b, p.cmd.Process.Pid)
+	run.serverCPU = testharness.ProcessCPU(b, ch.Server().Pid()) - serverCPU
+	run.insertTime = insertSeconds(b, "http://"+metricsAddr+"/metrics")
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.exited
 	if p.err != nil {

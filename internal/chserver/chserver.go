@@ -185,6 +185,16 @@ func (s *Server) Restart() error {
 	return s.launchLocked()
 }
 
+// Pid is the process id of the running server, 0 while it is stopped.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 // Running reports whether the process is up.
 func (s *Server) Running() bool {
 	s.mu.Lock()

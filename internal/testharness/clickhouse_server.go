@@ -41,6 +41,15 @@ type ClickHouseServer struct {
 	proc *chserver.Server
 }
 
+// Pid is the process id of a server the harness started and is running,
+// for benchmarks that measure its CPU time; 0 for an external server.
+func (s *ClickHouseServer) Pid() int {
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.Pid()
+}
+
 // Stop stops the server gracefully (SIGTERM, then SIGKILL after a few
 // seconds) and keeps its data directory and ports for Start. It fails the
 // test for a server that this test does not own: the shared server or an
