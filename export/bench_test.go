@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/auditlog/auditlog/export"
+	"github.com/auditlog/auditlog/internal/gcpace"
 	"github.com/auditlog/auditlog/internal/testharness"
 )
 
@@ -52,6 +53,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // /proc/self/clear_refs just before, minus VmRSS just before).
 func BenchmarkExport(b *testing.B) {
 	n := benchRows(b)
+	// The export runs in this process: collect garbage as `auditlog serve`
+	// does (for the rest of this test binary, which only benchmarks then).
+	gcpace.Set(gcpace.Serve)
 	env := newEnv(b, export.DefaultConfig())
 	start := time.Now()
 	for done := 0; done < n; done += 1_000_000 { // keep each INSERT's memory modest

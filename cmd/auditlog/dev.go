@@ -28,6 +28,7 @@ import (
 	"github.com/auditlog/auditlog/internal/chserver"
 	"github.com/auditlog/auditlog/internal/cli"
 	"github.com/auditlog/auditlog/internal/config"
+	"github.com/auditlog/auditlog/internal/gcpace"
 	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/schemas"
 )
@@ -72,6 +73,7 @@ func runDev(ctx context.Context, args []string) error {
 		return cli.UsageError("unexpected arguments %q", fs.Args())
 	}
 	log := slog.Default()
+	gcpace.Set(gcpace.Serve)
 	if err := os.MkdirAll(dc.dataDir, 0o755); err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +19,7 @@ import (
 	"github.com/auditlog/auditlog/ingest"
 	"github.com/auditlog/auditlog/internal/cli"
 	"github.com/auditlog/auditlog/internal/config"
+	"github.com/auditlog/auditlog/internal/gcpace"
 	"github.com/auditlog/auditlog/internal/store"
 )
 
@@ -70,16 +70,10 @@ and commits the batch in hand and exits 0. The ClickHouse schema must exist
 		return cli.UsageError("--retention-every must be positive")
 	}
 	// The batch and the queue bound the live data; the limit keeps the
-	// heap's garbage from doubling the footprint on top of it. Under load
-	// the limit, not GOGC, decides when the collector runs: with GOGC's
-	// default of 100 it ran about twice as often at the same peak RSS, for
-	// 15 % fewer events/s. GOGC=400 still keeps the heap small while there
-	// is little in flight. GOMEMLIMIT and GOGC in the environment win.
-	if *memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(int64(*memLimit) << 20)
-		if os.Getenv("GOGC") == "" {
-			debug.SetGCPercent(400)
-		}
+	// heap's garbage from doubling the footprint on top of it, and paces
+	// the collector (see gcpace).
+	if gcpace.SetMemoryLimit(*memLimit) {
+		gcpace.Set(gcpace.Ingest)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 

@@ -15,6 +15,7 @@ import (
 	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/cli"
 	"github.com/auditlog/auditlog/internal/config"
+	"github.com/auditlog/auditlog/internal/gcpace"
 	"github.com/auditlog/auditlog/internal/selfaudit"
 	"github.com/auditlog/auditlog/internal/server"
 	"github.com/auditlog/auditlog/internal/store"
@@ -95,6 +96,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := api.validate(); err != nil {
 		return cli.UsageError("%v", err)
 	}
+	gcpace.Set(gcpace.Serve)
 
 	// Wire first: connect and validate everything, then serve.
 	conn, err := store.Open(ctx, ch)
