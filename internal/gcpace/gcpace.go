@@ -13,8 +13,11 @@
 //     garbage per row: clickhouse-go allocates a string per String cell and
 //     fresh column buffers per block. At GOGC=100 the collector ran about 150
 //     times per million exported rows; at 300 the export used 20-25 % less
-//     CPU per row, and the peak RSS of one export grew by ~56 MB instead of
-//     ~25 MB (the target is < 64 MB).
+//     CPU per row. The heap may then grow to four times what is live, so an
+//     export's peak RSS growth rose from ~25 MB to 40-48 MB (with 1024-row
+//     blocks, export.Config.BlockRows; the target is < 64 MB). It is about
+//     three times the server's live heap: a server holding much more than
+//     an export's blocks would want a lower GOGC.
 //
 // GOGC and GOMEMLIMIT in the environment win over both.
 package gcpace
