@@ -11,9 +11,9 @@
 //     event at the same peak RSS.
 //   - The API holds little (tens of MB), but an export makes about 1.5 KB of
 //     garbage per row: clickhouse-go allocates a string per String cell and
-//     fresh column buffers per block. At GOGC=100 the collector ran about 150
-//     times per million exported rows; at 300 the export used 20-25 % less
-//     CPU per row. The heap may then grow to four times what is live, so an
+//     fresh column buffers per block. At GOGC=100 the collector ran each
+//     time the export had made as much garbage as the process held; at 300
+//     the export used 20-25 % less CPU per row. The heap may then grow to four times what is live, so an
 //     export's peak RSS growth rose from ~25 MB to 40-48 MB (with 1024-row
 //     blocks, export.Config.BlockRows; the target is < 64 MB). It is about
 //     three times the server's live heap: a server holding much more than
