@@ -43,7 +43,8 @@ type Config struct {
 	// with the batch being stored, the next one and the queue they bound
 	// the ingester's memory (20,000 kept it near 210 MB on the benchmark's
 	// 700-byte events; 30,000 had the garbage collector take a quarter of
-	// the CPU under the 200 MiB heap limit).
+	// the CPU under the 200 MiB heap limit, measured before the collector
+	// was paced by that limit, see internal/gcpace).
 	BatchRows int
 	// BatchBytes flushes a batch when its messages hold this many bytes.
 	BatchBytes int

@@ -36,7 +36,6 @@ func ExportSelect(flat bool) string {
 type ExportScanner struct {
 	flat  bool
 	dest  []any
-	row   ExportRow
 	parts []string
 
 	id                                       uuid.UUID
@@ -74,12 +73,6 @@ func NewExportScanner(flat bool) *ExportScanner {
 			&s.scopeID, &s.scopeType, &s.scopeName, &s.requestID)
 	}
 	return s
-}
-
-// Scan reads the current row of rows into the scanner's own row: the event
-// is valid until the next Scan.
-func (s *ExportScanner) Scan(rows driver.Rows) (*event.Event, error) {
-	return s.ScanInto(rows, &s.row)
 }
 
 // ScanInto reads the current row of rows into r.
