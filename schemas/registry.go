@@ -151,6 +151,7 @@ func compile(files map[key]schemaFile) (*Registry, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat()
+	c.RegisterFormat(uuidFormat)
 	c.UseLoader(jsonschema.SchemeURLLoader{})
 
 	keys := make([]key, 0, len(files))

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -36,6 +37,10 @@ type EventBlock struct {
 	requestIDs, requests                         column[string]
 	validated                                    column[uint8]
 	contentHashes                                column[uint64]
+
+	// mdStrings backs the metadata_keys and metadata_values rows: one
+	// growing slice for the block instead of two small ones per event.
+	mdStrings []string
 }
 
 // namedColumn is a column of the block with its name in the events table.
@@ -92,6 +97,8 @@ func (b *EventBlock) Reset() {
 	for _, c := range b.ordered() {
 		c.col.reset()
 	}
+	clear(b.mdStrings)
+	b.mdStrings = b.mdStrings[:0]
 }
 
 // Append adds one event; the values are those of InsertArgs.
@@ -101,7 +108,7 @@ func (b *EventBlock) Append(s StoredEvent) {
 	if hash == 0 {
 		hash = e.ContentHash()
 	}
-	keys, values := metadataColumns(e.Metadata)
+	keys, values := b.metadataColumns(e.Metadata)
 	var scopeType, scopeName, scope, request string
 	if e.Scope != nil {
 		scopeType, scopeName, scope = e.Scope.Type, e.Scope.Name, view(e.Scope.Raw)
@@ -134,6 +141,27 @@ func (b *EventBlock) Append(s StoredEvent) {
 	b.requests.add(request)
 	b.validated.add(boolToUInt8(s.Validated))
 	b.contentHashes.add(hash)
+}
+
+// metadataColumns splits metadata into parallel key and value arrays sorted
+// by key, so equal metadata always produces equal rows. Both are cut from
+// b.mdStrings; a row cut before mdStrings grew keeps the old array, which
+// holds the same strings.
+func (b *EventBlock) metadataColumns(md map[string]string) (keys, values []string) {
+	start := len(b.mdStrings)
+	for k := range md {
+		b.mdStrings = append(b.mdStrings, k)
+	}
+	mid := len(b.mdStrings)
+	keys = b.mdStrings[start:mid:mid]
+	slices.Sort(keys)
+	for _, k := range keys {
+		b.mdStrings = append(b.mdStrings, md[k])
+	}
+	// The append may have moved the array: cut both from the new one.
+	keys = b.mdStrings[start:mid:mid]
+	values = b.mdStrings[mid:len(b.mdStrings):len(b.mdStrings)]
+	return keys, values
 }
 
 // insertBlockRows is how many rows go to ClickHouse in one data block of an

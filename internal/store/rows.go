@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"sort"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
@@ -51,21 +50,6 @@ func Insert(ctx context.Context, conn driver.Conn, table string, events ...Store
 		b.Append(e)
 	}
 	return b.Insert(ctx, conn, table)
-}
-
-// metadataColumns splits metadata into parallel key and value arrays sorted
-// by key, so equal metadata always produces equal rows.
-func metadataColumns(md map[string]string) (keys, values []string) {
-	keys = make([]string, 0, len(md))
-	for k := range md {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	values = make([]string, len(keys))
-	for i, k := range keys {
-		values[i] = md[k]
-	}
-	return keys, values
 }
 
 func boolToUInt8(b bool) uint8 {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +218,43 @@ func TestEventBlockColumnsAreEventColumns(t *testing.T) {
 		if got := reflect.ValueOf(c.col.slice(0, 0)).Cap(); got == 0 {
 			t.Errorf("column %s lost its capacity in Reset", c.name)
 		}
+	}
+}
+
+// The metadata rows of a block are cut from one shared slice; each row must
+// still be its own event's keys, sorted, with their values, also after the
+// slice grew and after a Reset.
+func TestEventBlockMetadataRows(t *testing.T) {
+	t.Parallel()
+	metadata := func(n, seed int) map[string]string {
+		md := map[string]string{}
+		for i := range n {
+			md[fmt.Sprintf("k%02d-%d", (i*7+seed)%n, seed)] = fmt.Sprintf("v%d-%d", i, seed)
+		}
+		return md
+	}
+	var b EventBlock
+	for round := range 2 {
+		var want []map[string]string
+		for i := range 40 {
+			md := metadata(i%23, round*100+i)
+			want = append(want, md)
+			b.Append(StoredEvent{Event: &event.Event{ID: uuid.New(), Metadata: md}, ContentHash: 1})
+		}
+		for i, md := range want {
+			keys, values := b.metadataKeys.v[i], b.metadataValues.v[i]
+			if len(keys) != len(md) || len(values) != len(md) {
+				t.Fatalf("round %d, row %d: %d keys and %d values, want %d", round, i, len(keys), len(values), len(md))
+			}
+			if !slices.IsSorted(keys) {
+				t.Errorf("round %d, row %d: keys not sorted: %v", round, i, keys)
+			}
+			for j, k := range keys {
+				if v, ok := md[k]; !ok || v != values[j] {
+					t.Errorf("round %d, row %d: %s = %q, want %q (present %v)", round, i, k, values[j], v, ok)
+				}
+			}
+		}
+		b.Reset()
 	}
 }
