@@ -40,7 +40,9 @@ import (
 // of the paired rounds' ratios and the ratio of the best rounds.
 // AUDITLOG_BENCH_EVENTS sets the number of events (default 1,000,000);
 // AUDITLOG_BENCH_CPUPROFILE=FILE saves a ten-second CPU profile of the
-// ingester at work in the first round, and FILE.heap its heap after that.
+// ingester at work in the first round, and FILE.heap its heap after that;
+// AUDITLOG_BENCH_INGEST_FLAGS adds flags to the ingester's command line
+// (e.g. "--memory-limit-mib 230"), to measure a setting.
 func BenchmarkIngest(b *testing.B) {
 	n := 1_000_000
 	if v := os.Getenv("AUDITLOG_BENCH_EVENTS"); v != "" {
@@ -259,6 +261,7 @@ func runIngester(b *testing.B, ch *testharness.ClickHouse, k *testharness.Kafka,
 	if profile != "" {
 		args = append(args, "--pprof")
 	}
+	args = append(args, strings.Fields(os.Getenv("AUDITLOG_BENCH_INGEST_FLAGS"))...)
 	p := startProc(b, bin, args)
 	defer func() {
 		_ = p.cmd.Process.Kill()

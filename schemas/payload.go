@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // decodePayload decodes a payload into the values the validator walks
@@ -13,8 +14,12 @@ import (
 // reflective decoder cost as much as the validation itself. It returns false
 // for anything it does not handle (a syntax error, nesting beyond maxDepth),
 // and Validate then decodes with encoding/json, which words the error.
+//
+// The strings of the tree are views of data, not copies: the tree lives only
+// for one Validate call, which renders its error into new strings, and data
+// does not change meanwhile.
 func decodePayload(data []byte) (any, bool) {
-	d := payloadDecoder{data: data, text: string(data)}
+	d := payloadDecoder{data: data, text: unsafe.String(unsafe.SliceData(data), len(data))}
 	d.space()
 	v, ok := d.value()
 	if !ok {
@@ -31,8 +36,8 @@ const maxDepth = 512
 
 type payloadDecoder struct {
 	data []byte
-	// text is a copy of data: strings and numbers without escapes are
-	// slices of it, one allocation for all of them.
+	// text is data as a string: strings and numbers without escapes are
+	// slices of it.
 	text  string
 	pos   int
 	depth int

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"time"
@@ -82,7 +83,7 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 // nothing beyond buf's growth, which matters on the export path.
 func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = append(buf, `{"id":"`...)
-	buf = append(buf, e.ID.String()...)
+	buf = appendUUID(buf, e.ID)
 	buf = append(buf, `","version":`...)
 	buf = appendUint(buf, uint64(e.Version))
 	buf = append(buf, `,"action":`...)
@@ -158,6 +159,22 @@ func AppendMetadataJSON(buf []byte, md map[string]string) []byte {
 		buf = appendJSONString(buf, md[k])
 	}
 	return append(buf, '}')
+}
+
+// appendUUID appends id in its canonical text form, as id.String() renders
+// it, without allocating a string.
+func appendUUID(buf []byte, id uuid.UUID) []byte {
+	var text [36]byte
+	hex.Encode(text[0:8], id[0:4])
+	text[8] = '-'
+	hex.Encode(text[9:13], id[4:6])
+	text[13] = '-'
+	hex.Encode(text[14:18], id[6:8])
+	text[18] = '-'
+	hex.Encode(text[19:23], id[8:10])
+	text[23] = '-'
+	hex.Encode(text[24:], id[10:])
+	return append(buf, text[:]...)
 }
 
 func appendUint(buf []byte, v uint64) []byte {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -217,4 +218,16 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 		return v
 	}
 	return reflect.DeepEqual(decode(a), decode(b))
+}
+
+func TestAppendUUIDIsString(t *testing.T) {
+	ids := []uuid.UUID{uuid.Nil, uuid.Max, uuid.MustParse("0193A1F4-6A3C-7D2E-9B41-2F9C8E1D7A55")}
+	for range 100 {
+		ids = append(ids, uuid.New())
+	}
+	for _, id := range ids {
+		if got := string(appendUUID([]byte("x"), id)); got != "x"+id.String() {
+			t.Errorf("appendUUID(%v) = %q, want %q", id, got, "x"+id.String())
+		}
+	}
 }
