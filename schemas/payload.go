@@ -3,11 +3,12 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 )
 
-// decodePayload decodes a payload into the values the validator walks
+// decode decodes a payload into the values the validator walks
 // (map[string]any, []any, string, json.Number, bool, nil), exactly as
 // encoding/json's Decoder with UseNumber would, in one pass without
 // reflection: the ingester validates every event's payload, and the
@@ -18,8 +19,8 @@ import (
 // The strings of the tree are views of data, not copies: the tree lives only
 // for one Validate call, which renders its error into new strings, and data
 // does not change meanwhile.
-func decodePayload(data []byte) (any, bool) {
-	d := payloadDecoder{data: data, text: unsafe.String(unsafe.SliceData(data), len(data))}
+func (d *payloadDecoder) decode(data []byte) (any, bool) {
+	d.data, d.text, d.pos, d.depth = data, unsafe.String(unsafe.SliceData(data), len(data)), 0, 0
 	d.space()
 	v, ok := d.value()
 	if !ok {
@@ -31,7 +32,7 @@ func decodePayload(data []byte) (any, bool) {
 	return v, d.pos == len(d.data)
 }
 
-// maxDepth bounds the nesting decodePayload follows.
+// maxDepth bounds the nesting decode follows.
 const maxDepth = 512
 
 type payloadDecoder struct {
@@ -41,6 +42,72 @@ type payloadDecoder struct {
 	text  string
 	pos   int
 	depth int
+
+	// The objects and arrays of the tree decoded last (used) and emptied
+	// ones to decode the next into (free): a payload's maps were a third
+	// of what validation allocated, garbage the ingester's collector then
+	// had to keep up with. See release.
+	usedMaps, freeMaps     []map[string]any
+	usedArrays, freeArrays [][]any
+}
+
+// Bounds on what a decoder keeps for reuse, so that one unusual payload does
+// not pin its memory: a map or array larger than maxReusedLen is left to the
+// collector, and so is anything beyond maxReused of each kind.
+const (
+	maxReusedLen = 64
+	maxReused    = 256
+)
+
+var decoders = sync.Pool{New: func() any { return new(payloadDecoder) }}
+
+// newPayloadDecoder returns a decoder from the pool. Call release once the
+// tree it decoded is no longer used.
+func newPayloadDecoder() *payloadDecoder { return decoders.Get().(*payloadDecoder) }
+
+// release empties the maps and arrays of the last tree for the next decode
+// and returns d to the pool: the tree must not be used any more.
+func (d *payloadDecoder) release() {
+	for _, m := range d.usedMaps {
+		if len(m) <= maxReusedLen && len(d.freeMaps) < maxReused {
+			clear(m)
+			d.freeMaps = append(d.freeMaps, m)
+		}
+	}
+	clear(d.usedMaps)
+	d.usedMaps = d.usedMaps[:0]
+	for _, a := range d.usedArrays {
+		if cap(a) <= maxReusedLen && len(d.freeArrays) < maxReused {
+			clear(a[:cap(a)])
+			d.freeArrays = append(d.freeArrays, a[:0])
+		}
+	}
+	clear(d.usedArrays)
+	d.usedArrays = d.usedArrays[:0]
+	d.data, d.text = nil, ""
+	decoders.Put(d)
+}
+
+func (d *payloadDecoder) newMap() map[string]any {
+	var m map[string]any
+	if n := len(d.freeMaps); n > 0 {
+		m, d.freeMaps[n-1] = d.freeMaps[n-1], nil
+		d.freeMaps = d.freeMaps[:n-1]
+	} else {
+		m = map[string]any{}
+	}
+	d.usedMaps = append(d.usedMaps, m)
+	return m
+}
+
+func (d *payloadDecoder) newArray() []any {
+	if n := len(d.freeArrays); n > 0 {
+		a := d.freeArrays[n-1]
+		d.freeArrays[n-1] = nil
+		d.freeArrays = d.freeArrays[:n-1]
+		return a
+	}
+	return []any{}
 }
 
 func (d *payloadDecoder) space() {
@@ -91,7 +158,7 @@ func (d *payloadDecoder) object() (any, bool) {
 		return nil, false
 	}
 	d.pos++ // '{'
-	m := map[string]any{}
+	m := d.newMap()
 	d.space()
 	if !d.byte('}') {
 		for {
@@ -132,7 +199,7 @@ func (d *payloadDecoder) array() (any, bool) {
 		return nil, false
 	}
 	d.pos++ // '['
-	a := []any{}
+	a := d.newArray()
 	d.space()
 	if !d.byte(']') {
 		for {
@@ -153,6 +220,8 @@ func (d *payloadDecoder) array() (any, bool) {
 		}
 	}
 	d.depth--
+	// Kept once complete: appending may have moved it.
+	d.usedArrays = append(d.usedArrays, a)
 	return a, true
 }
 

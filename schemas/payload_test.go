@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// referenceDecode is what Validate did before decodePayload: encoding/json
+// referenceDecode is what Validate did before payloadDecoder: encoding/json
 // with UseNumber.
 func referenceDecode(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -18,20 +18,24 @@ func referenceDecode(data []byte) (any, error) {
 	return doc, err
 }
 
-// agreeOnPayload fails when decodePayload accepts data and decodes it to
-// anything but what encoding/json does.
+// agreeOnPayload fails when the payload decoder accepts data and decodes it
+// to anything but what encoding/json does. It decodes with a decoder from
+// the pool, as Validate does, so the maps and arrays of earlier payloads are
+// reused.
 func agreeOnPayload(t *testing.T, data []byte) {
 	t.Helper()
-	got, ok := decodePayload(data)
+	d := newPayloadDecoder()
+	defer d.release()
+	got, ok := d.decode(data)
 	want, err := referenceDecode(data)
 	if !ok {
 		return // Validate falls back to encoding/json
 	}
 	if err != nil {
-		t.Fatalf("decodePayload accepted %q, which encoding/json rejects: %v", data, err)
+		t.Fatalf("the decoder accepted %q, which encoding/json rejects: %v", data, err)
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("decodePayload(%q) = %#v, encoding/json gives %#v", data, got, want)
+		t.Fatalf("decode(%q) = %#v, encoding/json gives %#v", data, got, want)
 	}
 }
 
@@ -47,8 +51,8 @@ func TestDecodePayloadMatchesEncodingJSON(t *testing.T) {
 	}
 	for _, s := range Samples() {
 		inputs = append(inputs, string(s.Payload))
-		if _, ok := decodePayload(s.Payload); !ok {
-			t.Errorf("decodePayload declined the sample payload of %s v%d, so validation pays for encoding/json: %s", s.Action, s.Version, s.Payload)
+		if _, ok := new(payloadDecoder).decode(s.Payload); !ok {
+			t.Errorf("the decoder declined the sample payload of %s v%d, so validation pays for encoding/json: %s", s.Action, s.Version, s.Payload)
 		}
 	}
 	for _, in := range inputs {

@@ -237,8 +237,11 @@ func (r *Registry) Validate(action string, version uint32, payload json.RawMessa
 		payload = json.RawMessage("{}")
 	}
 	// json.Number keeps integers beyond 2^53 exact; the validator compares
-	// them as big numbers. decodePayload is the fast way to the same values.
-	doc, ok := decodePayload(payload)
+	// them as big numbers. The payload decoder is the fast way to the same
+	// values; its tree is released once the error, if any, is rendered.
+	d := newPayloadDecoder()
+	defer d.release()
+	doc, ok := d.decode(payload)
 	if !ok {
 		dec := json.NewDecoder(bytes.NewReader(payload))
 		dec.UseNumber()
