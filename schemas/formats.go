@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"fmt"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -21,22 +23,28 @@ func validateUUID(v any) error {
 		return nil // formats apply to strings only
 	}
 	if len(s) != 36 {
-		return fmt.Errorf("want 36 characters (8-4-4-4-12 hexadecimal digits), got %d", len(s))
+		return fmt.Errorf("want 36 characters (8-4-4-4-12 hexadecimal digits), got %d", utf8.RuneCountInString(s))
 	}
 	for i := range len(s) {
 		c := s[i]
 		switch i {
 		case 8, 13, 18, 23:
 			if c != '-' {
-				return fmt.Errorf("want '-' at position %d, got %q", i+1, c)
+				return fmt.Errorf("want '-' at character %d, got %s", utf8.RuneCountInString(s[:i])+1, runeAt(s, i))
 			}
 		default:
 			if !isHexDigit(c) {
-				return fmt.Errorf("non-hex character %q at position %d", c, i+1)
+				return fmt.Errorf("non-hex character %s at character %d", runeAt(s, i), utf8.RuneCountInString(s[:i])+1)
 			}
 		}
 	}
 	return nil
+}
+
+// runeAt quotes the character that starts at byte i of s.
+func runeAt(s string, i int) string {
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return strconv.QuoteRune(r)
 }
 
 func isHexDigit(c byte) bool {

@@ -74,18 +74,26 @@ func (d *payloadDecoder) release() {
 			d.freeMaps = append(d.freeMaps, m)
 		}
 	}
-	clear(d.usedMaps)
-	d.usedMaps = d.usedMaps[:0]
+	d.usedMaps = emptied(d.usedMaps)
 	for _, a := range d.usedArrays {
-		if cap(a) <= maxReusedLen && len(d.freeArrays) < maxReused {
+		if 0 < cap(a) && cap(a) <= maxReusedLen && len(d.freeArrays) < maxReused {
 			clear(a[:cap(a)])
 			d.freeArrays = append(d.freeArrays, a[:0])
 		}
 	}
-	clear(d.usedArrays)
-	d.usedArrays = d.usedArrays[:0]
+	d.usedArrays = emptied(d.usedArrays)
 	d.data, d.text = nil, ""
 	decoders.Put(d)
+}
+
+// emptied empties a list of the last tree's maps or arrays for the next
+// tree, or drops it if one huge payload made it long.
+func emptied[T any](list []T) []T {
+	if cap(list) > 4*maxReused {
+		return nil
+	}
+	clear(list)
+	return list[:0]
 }
 
 func (d *payloadDecoder) newMap() map[string]any {

@@ -227,7 +227,8 @@ func (r *Registry) Lookup(action string, version uint32) (Schema, bool) {
 // Validate checks a payload against the schema of (action, version). It
 // returns nil when the payload is valid; an error matching ErrUnknownSchema
 // when there is no such schema; otherwise an *event.FieldError naming the
-// payload member at fault. An empty payload is the empty object.
+// payload member at fault. An empty payload is the empty object. payload
+// must not change during the call (nothing of it is kept after).
 func (r *Registry) Validate(action string, version uint32, payload json.RawMessage) error {
 	e, ok := r.byKey[key{action, version}]
 	if !ok {

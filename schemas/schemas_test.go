@@ -145,7 +145,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"array element", "context.secrets.accessed", withMember(t, "context.secrets.accessed", "secret_names", `["A",5]`),
 			"payload.secret_names[1]: expected string, got number"},
 		{"bad uuid", "workflow.job.start", withMember(t, "workflow.job.start", "workflow_id", `"wf-1"`),
-			"payload.workflow_id: 'wf-1' is not valid uuid"},
+			// The wording of uuidFormat, so the check is the registered one.
+			"payload.workflow_id: 'wf-1' is not valid uuid: want 36 characters (8-4-4-4-12 hexadecimal digits), got 4"},
 		{"minimum", "workflow.job.start", withMember(t, "workflow.job.start", "pipeline_number", `0`),
 			"payload.pipeline_number: must be >= 1, got 0"},
 		{"minLength", "workflow.job.start", withMember(t, "workflow.job.start", "job_name", `""`),

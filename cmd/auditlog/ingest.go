@@ -42,7 +42,7 @@ func runIngest(ctx context.Context, args []string) error {
 	retentionEvery := fs.Duration("retention-every", 6*time.Hour, "how often the scheduled retention runs")
 	retentionCluster := fs.String("retention-cluster", "", "ClickHouse cluster `name` for the scheduled retention's DROP PARTITION ... ON CLUSTER")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler under /debug/pprof/ on --metrics-addr (keep that address private)")
-	memLimit := fs.Int("memory-limit-mib", 200, "soft limit of the Go heap in MiB, so the garbage collector works harder instead of growing past it (0: none; GOMEMLIMIT, when set, wins); with it, GOGC defaults to 400")
+	memLimit := fs.Int("memory-limit-mib", 220, "soft limit of the Go heap in MiB, so the garbage collector works harder instead of growing past it (0: none; GOMEMLIMIT, when set, wins); with it, GOGC defaults to 400")
 	fs.Usage = config.Usage(fs, "auditlog ingest [flags]",
 		`Consumes audit events from the Kafka topic as a member of the consumer group,
 validates and deduplicates them, stores them in ClickHouse and commits the
