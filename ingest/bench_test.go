@@ -65,10 +65,10 @@ func benchmarkIngest(b *testing.B, n int) {
 	}
 	// The reference tables copy the events tables and their materialized
 	// views exactly as the migrations made them, renamed.
-	for _, table := range []string{"events", "events_by_id", "events_by_ingest"} {
+	for _, table := range []string{"events", "event_ids", "events_by_ingest"} {
 		ch.Exec(b, fmt.Sprintf("CREATE TABLE %s AS %s", benchRefName.ReplaceAllStringFunc(table, benchRef), table))
 	}
-	for _, view := range []string{"events_by_id_mv", "events_by_ingest_mv"} {
+	for _, view := range []string{"event_ids_mv", "events_by_ingest_mv"} {
 		var create string
 		if err := ch.Conn.QueryRow(ctx, "SHOW CREATE TABLE "+view).Scan(&create); err != nil {
 			b.Fatalf("show create %s: %v", view, err)
@@ -141,7 +141,7 @@ func benchmarkIngest(b *testing.B, n int) {
 	)
 	fmt.Printf("ingest bench, %d events (avg %d B) from Kafka:\n", n, totalBytes/n)
 	for r := range rounds {
-		for _, table := range []string{"events", "events_by_id", "events_by_ingest"} {
+		for _, table := range []string{"events", "event_ids", "events_by_ingest"} {
 			ch.Exec(b, "TRUNCATE TABLE "+table)
 			ch.Exec(b, "TRUNCATE TABLE "+benchRef(table))
 		}
@@ -361,10 +361,11 @@ func newEnvConfig(ch *testharness.ClickHouse, k *testharness.Kafka) ingest.Confi
 }
 
 // benchRefName matches the names of the events tables and views in DDL.
-var benchRefName = regexp.MustCompile(`\b(events_by_id_mv|events_by_ingest_mv|events_by_id|events_by_ingest|events)\b`)
+var benchRefName = regexp.MustCompile(`\b(event_ids_mv|events_by_ingest_mv|event_ids|events_by_ingest|events)\b`)
 
 // benchRef names the reference copy of an events table or view:
-// events_by_id -> events_bench_ref_by_id.
+// events_by_ingest -> events_bench_ref_by_ingest, event_ids ->
+// events_bench_ref_ids.
 func benchRef(name string) string {
-	return "events_bench_ref" + strings.TrimPrefix(name, "events")
+	return "events_bench_ref" + strings.TrimPrefix(strings.TrimPrefix(name, "events"), "event")
 }

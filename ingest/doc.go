@@ -13,7 +13,7 @@
 //	  -> storer (one batch at a time, in order, while the batcher collects
 //	     the next one, so decoding and writing overlap)
 //	  -> dedup: within the batch, against a bounded window of recently
-//	     stored ids, against ids already in ClickHouse (events_by_id)
+//	     stored ids, against ids already in ClickHouse (event_ids)
 //	  -> INSERT INTO events and quarantine; produce to the DLQ
 //	  -> commit offsets with the generation the messages were read in.
 //

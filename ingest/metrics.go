@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 const (
 	layerBatch  = "batch"  // the same id earlier in the same batch
 	layerRecent = "recent" // the window of recently stored ids
-	layerStored = "stored" // events_by_id in ClickHouse
+	layerStored = "stored" // event_ids in ClickHouse
 )
 
 // metrics are the ingester's Prometheus metrics. Duplicates and quarantined

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -15,10 +16,13 @@ import (
 const quarantineColumns = "received_at, topic, partition, offset, key, raw, reason, event_id"
 
 // storedHashes returns the content hash of each of ids already stored
-// (events_by_id, kept in step with events by a materialized view). The ids
+// (event_ids, kept in step with events by a materialized view). The ids
 // travel as an external table, not in the query text: ClickHouse 18.16
 // limits a query to 256 KiB, and parsing thousands of literals costs more
-// than the lookup itself.
+// than the lookup itself. The range of their time prefixes lets ClickHouse
+// read only the granules that can hold them: a batch of UUIDv7 ids, made
+// within seconds of each other, falls in a few; random (v4) ids spread over
+// the whole table, which is then read for every batch.
 func (in *Ingester) storedHashes(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]uint64, error) {
 	found := make(map[uuid.UUID]uint64)
 	if len(ids) == 0 {
@@ -28,16 +32,19 @@ func (in *Ingester) storedHashes(ctx context.Context, ids []uuid.UUID) (map[uuid
 	if err != nil {
 		return nil, fmt.Errorf("looking up stored ids: %w", err)
 	}
+	lo, hi := uint64(math.MaxUint64), uint64(0)
 	for _, id := range ids {
 		if err := table.Append(id); err != nil {
 			return nil, fmt.Errorf("looking up stored ids: %w", err)
 		}
+		p := store.IDPrefix(id)
+		lo, hi = min(lo, p), max(hi, p)
 	}
 	qctx := clickhouse.Context(ctx, clickhouse.WithExternalTable(table))
 	// Before a merge an id may have several rows (racing inserts); the one
 	// with the highest first_rank is the first stored, which wins.
-	rows, err := in.conn.Query(qctx, "SELECT id, argMax(content_hash, first_rank) FROM events_by_id "+
-		"WHERE id IN (SELECT id FROM batch_ids) GROUP BY id")
+	rows, err := in.conn.Query(qctx, "SELECT id, argMax(content_hash, first_rank) FROM event_ids "+
+		"WHERE id_prefix BETWEEN ? AND ? AND id IN (SELECT id FROM batch_ids) GROUP BY id", lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("looking up stored ids: %w", err)
 	}

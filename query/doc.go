@@ -15,9 +15,10 @@
 // inserted while a client pages may or may not appear; rows that existed
 // before the first page are returned exactly once.
 //
-// GetEvent looks the id up in events_by_id (ordered by id) to learn the
-// event's primary key in events, then reads that one row. An id outside the
-// caller's scopes is NOT_FOUND, exactly like an unknown id.
+// GetEvent looks the id up in event_ids (ordered by the id's time prefix,
+// then the id) to learn the event's primary key in events, then reads that
+// one row. An id outside the caller's scopes is NOT_FOUND, exactly like an
+// unknown id.
 //
 // # StreamEvents: every event after the cursor, exactly once
 //
@@ -48,11 +49,11 @@
 //
 // Exactly once across copies: the ingester drops redeliveries, but a race
 // can store two copies of one id, at different ingested_at. A row is sent
-// only if no row of its id in events_by_id (ordered by id; one query per
+// only if no row of its id in event_ids (one query per
 // poll for the whole batch) has an earlier ingested_at: only the first
 // stored copy is sent, whenever the stream reaches it. Copies with the same
 // (ingested_at, id) are adjacent and the cursor steps over them.
-// events_by_id merges copies of one id keeping the earliest (its version
+// event_ids merges copies of one id keeping the earliest (its version
 // column first_rank falls as ingested_at grows), so the first copy's row is
 // never merged away under the stream.
 //

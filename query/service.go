@@ -292,8 +292,9 @@ func (s *Service) read(ctx context.Context, q string, args []any, each func(driv
 	return n, nil
 }
 
-// GetEvent returns one event by id: a point lookup in events_by_id (ordered
-// by id) for its primary key in events, then a primary-key read there.
+// GetEvent returns one event by id: a point lookup in event_ids (ordered by
+// id_prefix, id) for its primary key in events, then a primary-key read
+// there.
 func (s *Service) GetEvent(ctx context.Context, req *auditv1.GetEventRequest) (*auditv1.GetEventResponse, error) {
 	resp, err := s.getEvent(ctx, req)
 	return resp, apierr.ToStatus(ctx, err)
@@ -314,7 +315,8 @@ func (s *Service) getEvent(ctx context.Context, req *auditv1.GetEventRequest) (*
 	var scopeID string
 	var ns int64
 	found := false
-	_, err = s.read(ctx, "SELECT scope_id, occurred_ns FROM events_by_id WHERE id = toUUID(?) LIMIT 1", []any{id.String()},
+	_, err = s.read(ctx, "SELECT scope_id, occurred_ns FROM event_ids WHERE id_prefix = ? AND id = toUUID(?) LIMIT 1",
+		[]any{store.IDPrefix(id), id.String()},
 		func(rows driver.Rows) error {
 			found = true
 			return rows.Scan(&scopeID, &ns)
@@ -340,7 +342,7 @@ func (s *Service) getEvent(ctx context.Context, req *auditv1.GetEventRequest) (*
 		return nil, err
 	}
 	if e == nil {
-		// events_by_id is written by a materialized view after events, so
+		// event_ids is written by a materialized view after events, so
 		// a row there always has its event; absent means retention dropped
 		// it in between.
 		return nil, apierr.NotFound("event " + id.String())

@@ -153,7 +153,7 @@ func (s *Service) poll(ctx context.Context, pos *streamPos, where string, args [
 }
 
 // inFlightInsert matches the INSERTs that write events (and, through the
-// materialized views, events_by_ingest), not events_by_id or quarantine.
+// materialized views, events_by_ingest), not event_ids or quarantine.
 const inFlightInsert = `(?i)^\s*INSERT\s+INTO\s+(\S+\.)?events\b`
 
 // watermark returns the newest ingested_at second that is complete: every
@@ -180,23 +180,26 @@ func (s *Service) watermark(ctx context.Context) (uint32, error) {
 }
 
 // firstIngested returns, for the ids of a batch, the earliest ingested_at
-// of any stored copy, from events_by_id in one query.
+// of any stored copy, from event_ids in one query.
 func (s *Service) firstIngested(ctx context.Context, batch []candidate) (map[uuid.UUID]uint32, error) {
 	first := make(map[uuid.UUID]uint32, len(batch))
 	if len(batch) == 0 {
 		return first, nil
 	}
-	ids := make([]any, 0, len(batch))
+	var prefixes, ids []any
 	seen := make(map[uuid.UUID]bool, len(batch))
 	for _, c := range batch {
 		if !seen[c.e.ID] {
 			seen[c.e.ID] = true
+			prefixes = append(prefixes, store.IDPrefix(c.e.ID))
 			ids = append(ids, c.e.ID.String())
 		}
 	}
-	q := "SELECT id, min(ingested_at) FROM events_by_id WHERE id IN (" +
+	// The prefixes let ClickHouse read only the granules of these ids.
+	q := "SELECT id, min(ingested_at) FROM event_ids WHERE id_prefix IN (" +
+		strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ") AND id IN (" +
 		strings.TrimSuffix(strings.Repeat("toUUID(?), ", len(ids)), ", ") + ") GROUP BY id"
-	_, err := s.read(ctx, q, ids, func(rows driver.Rows) error {
+	_, err := s.read(ctx, q, append(prefixes, ids...), func(rows driver.Rows) error {
 		var id uuid.UUID
 		var at time.Time
 		if err := rows.Scan(&id, &at); err != nil {

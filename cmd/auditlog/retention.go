@@ -33,7 +33,7 @@ func runRetention(ctx context.Context, args []string, stdout io.Writer) error {
 	cluster := fs.String("cluster", "", "ClickHouse cluster `name` the schema was migrated with: drop on its _local tables ON CLUSTER")
 	dryRun := fs.Bool("dry-run", false, "list the partitions that would be dropped and drop nothing")
 	fs.Usage = config.Usage(fs, "auditlog retention --older-than AGE [flags]",
-		`Drops whole monthly partitions of events, events_by_ingest, events_by_id
+		`Drops whole monthly partitions of events, events_by_ingest, event_ids
 (by occurred_at) and quarantine (by received_at). A month is dropped only
 when it lies entirely before the cutoff (now minus --older-than, in UTC), so
 no newer event is ever dropped and up to a month more than asked is kept.

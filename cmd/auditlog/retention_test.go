@@ -44,7 +44,7 @@ func TestRetentionCommand(t *testing.T) {
 	if err := runRetention(ctx, append(args, "--dry-run"), &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"events", "events_by_ingest", "events_by_id"} {
+	for _, table := range []string{"events", "events_by_ingest", "event_ids"} {
 		if want := "would drop " + table + " " + oldMonth + "\n"; !strings.Contains(out.String(), want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out.String())
 		}
@@ -60,7 +60,7 @@ func TestRetentionCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "dropped 3 partition(s)") {
 		t.Errorf("output:\n%s", out.String())
 	}
-	for _, table := range []string{"events", "events_by_ingest", "events_by_id"} {
+	for _, table := range []string{"events", "events_by_ingest", "event_ids"} {
 		if n := ch.QueryUint64(t, "SELECT count() FROM "+table); n != 1 {
 			t.Errorf("%s holds %d rows, want the recent one", table, n)
 		}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/google/uuid"
+
+	"github.com/auditlog/auditlog/internal/store"
 )
 
 // Shape is one query as the service sends it: SQL with ? placeholders and the
@@ -93,14 +95,25 @@ ORDER BY id`,
 		SQL:  `SELECT id, visitParamExtractString(payload, 'name') AS name FROM events FINAL WHERE name != '' ORDER BY id`,
 	},
 	{
-		Name: "get: by id from events_by_id, then the row from events",
+		Name: "get: by id from event_ids, then the row from events",
 		SQL: `SELECT e.id, e.action, e.payload FROM events AS e FINAL
-WHERE e.scope_id = (SELECT any(scope_id) FROM events_by_id FINAL WHERE id = ?) AND e.id = ?`,
-		Args: []any{idHighLowHalf, idHighLowHalf},
+WHERE e.scope_id = (SELECT any(scope_id) FROM event_ids FINAL WHERE id_prefix = ? AND id = ?) AND e.id = ?`,
+		Args: []any{store.IDPrefix(idHighLowHalf), idHighLowHalf, idHighLowHalf},
 	},
 	{
-		Name: "order: UUIDs sorted on their own",
-		SQL:  `SELECT id FROM events_by_id FINAL ORDER BY id`,
+		Name: "get: the point lookup of GetEvent",
+		SQL:  `SELECT scope_id, occurred_ns FROM event_ids WHERE id_prefix = ? AND id = toUUID(?) LIMIT 1`,
+		Args: []any{store.IDPrefix(idLowHighHalf), idLowHighHalf.String()},
+	},
+	{
+		Name: "order: UUIDs sorted on their own, and the id_prefix the view computed",
+		SQL:  `SELECT id, id_prefix FROM event_ids FINAL ORDER BY id`,
+	},
+	{
+		Name: "dedup: stored ids of a batch, in the range of their prefixes",
+		SQL: `SELECT id, argMax(content_hash, first_rank) FROM event_ids
+WHERE id_prefix BETWEEN ? AND ? AND id IN (toUUID(?), toUUID(?)) GROUP BY id ORDER BY id`,
+		Args: []any{store.IDPrefix(idHighLowHalf), store.IDPrefix(idLowHighHalf), idHighLowHalf.String(), idLowHighHalf.String()},
 	},
 	{
 		// ingested_at is the server's now() at insert time, so it differs

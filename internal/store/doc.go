@@ -13,9 +13,14 @@
 //     copies of one event sit next to each other, so readers drop repeats by
 //     comparing with the previous row (ReplacingMergeTree removes them for
 //     good at merge time).
-//   - events_by_id: the keys of every event, ORDER BY id, fed by a
-//     materialized view: point lookups for GetEvent and the ingester's check
-//     against ids already stored.
+//   - event_ids: the keys of every event, ORDER BY (id_prefix, id), fed by a
+//     materialized view: point lookups for GetEvent, the stream's first-copy
+//     check and the ingester's check against ids already stored. id_prefix
+//     is the id's first eight bytes (IDPrefix): ClickHouse sorts UUIDs by
+//     their second half first, so ORDER BY id alone (events_by_id, until
+//     migration 2) scattered a batch of UUIDv7 ids over every granule and
+//     the ingester's lookup read the whole table for every batch. Queries
+//     name id_prefix along with id.
 //   - events_by_ingest: the full rows again, ORDER BY (ingested_at, id), fed
 //     by a materialized view: the SIEM stream reads only what is new.
 //   - quarantine: every rejected Kafka message, raw bytes and the reason.

@@ -1,5 +1,11 @@
 package store
 
+import (
+	"encoding/binary"
+
+	"github.com/google/uuid"
+)
+
 // A migration is a list of DDL statements, each idempotent (IF NOT EXISTS),
 // run in order and recorded in schema_migrations once all succeeded. A
 // migration that failed halfway is simply run again. Statements are
@@ -100,4 +106,62 @@ ORDER BY (topic, partition, offset)`,
 			`{distributed:quarantine:cityHash64(topic, partition, offset)}`,
 		},
 	},
+	{
+		Version: 2,
+		Name:    "event_ids: the keys of every event ordered by the time prefix of the id",
+		Statements: []string{
+			// ClickHouse compares UUIDs by their second half first, so a
+			// table ORDER BY id keeps no time order for UUIDv7 ids and a
+			// batch's ids fall in every granule: the ingester's lookup of
+			// stored ids read all of events_by_id, for every batch. The
+			// first eight bytes of a UUIDv7 are its creation time, so
+			// (id_prefix, id) keeps a batch's ids in a few granules.
+			`CREATE TABLE IF NOT EXISTS {db}.{table:event_ids} {on_cluster} (
+    id_prefix    UInt64,
+    id           UUID,
+    scope_id     String,
+    occurred_at  DateTime('UTC'),
+    occurred_ns  Int64,
+    content_hash UInt64,
+    ingested_at  DateTime('UTC'),
+    first_rank   UInt32
+)
+ENGINE = {engine:ReplacingMergeTree(first_rank):event_ids}
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (id_prefix, id)`,
+			`{distributed:event_ids:cityHash64(id)}`,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table:event_ids_mv} {on_cluster}
+TO {db}.{table:event_ids}
+AS SELECT ` + idPrefixSQL + ` AS id_prefix, id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at,
+    toUInt32(4294967295 - toUInt32(ingested_at)) AS first_rank
+FROM {db}.{table:events}`,
+			// The rows stored before. A row that arrived through both views
+			// meanwhile, or a second run of this migration, copies a row
+			// twice: copies of one id are expected (see first_rank).
+			`INSERT INTO {db}.event_ids (id_prefix, id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank)
+SELECT ` + idPrefixSQL + `, id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank
+FROM {db}.events_by_id`,
+			`DROP TABLE IF EXISTS {db}.{table:events_by_id_mv} {on_cluster}`,
+		},
+	},
+	{
+		// Separate from 2, so that 2 can run again after failing halfway:
+		// its copy reads events_by_id.
+		Version: 3,
+		Name:    "drop events_by_id, replaced by event_ids",
+		Statements: []string{
+			`DROP TABLE IF EXISTS {db}.events_by_id {on_cluster}`,
+			`DROP TABLE IF EXISTS {db}.{table:events_by_id} {on_cluster}`,
+		},
+	},
 }
+
+// idPrefixSQL is the first eight bytes of id as a big-endian integer
+// (IDPrefix), for ClickHouse 18.16 and current versions alike.
+const idPrefixSQL = "reinterpretAsUInt64(reverse(substring(UUIDStringToNum(toString(id)), 1, 8)))"
+
+// IDPrefix is event_ids.id_prefix of id: its first eight bytes as a
+// big-endian integer, for a UUIDv7 its creation time in milliseconds and
+// then random bits. Queries of event_ids by id name it too, so that
+// ClickHouse reads the granules of those ids only.
+func IDPrefix(id uuid.UUID) uint64 { return binary.BigEndian.Uint64(id[:8]) }

@@ -30,7 +30,7 @@ import (
 var retentionTables = []struct{ name, timeColumn string }{
 	{"events", "occurred_at"},
 	{"events_by_ingest", "occurred_at"},
-	{"events_by_id", "occurred_at"},
+	{"event_ids", "occurred_at"},
 	{"quarantine", "received_at"},
 }
 
@@ -38,7 +38,7 @@ var partitionRe = regexp.MustCompile(`^[0-9]{6}$`)
 
 // PartitionsOlderThan returns the partitions that DropPartitionsOlderThan
 // would drop, as "table partition" (e.g. "events 202401"), in the order it
-// would drop them: events, events_by_ingest, events_by_id, quarantine, each
+// would drop them: events, events_by_ingest, event_ids, quarantine, each
 // oldest month first. On a cluster (cluster != "") it reads the parts of every
 // replica and names the _local tables.
 func PartitionsOlderThan(ctx context.Context, conn driver.Conn, database string, cutoff time.Time, cluster string) ([]string, error) {
@@ -54,7 +54,7 @@ func PartitionsOlderThan(ctx context.Context, conn driver.Conn, database string,
 }
 
 // DropPartitionsOlderThan drops every monthly partition of the event tables
-// (events, events_by_ingest, events_by_id) and of quarantine whose month lies
+// (events, events_by_ingest, event_ids) and of quarantine whose month lies
 // entirely before cutoff (see the rule above), and returns what it dropped as
 // PartitionsOlderThan names it. On a cluster it runs ALTER TABLE … ON CLUSTER
 // on the _local tables. It stops at the first failure, returning what was

@@ -100,7 +100,7 @@ func TestDropPartitionsOlderThanKeepsTheCutoffMonth(t *testing.T) {
 	want := []string{
 		"events 202511", "events 202512",
 		"events_by_ingest 202511", "events_by_ingest 202512",
-		"events_by_id 202511", "events_by_id 202512",
+		"event_ids 202511", "event_ids 202512",
 		"quarantine 202511",
 	}
 
@@ -122,7 +122,7 @@ func TestDropPartitionsOlderThanKeepsTheCutoffMonth(t *testing.T) {
 	if !slices.Equal(dropped, want) {
 		t.Fatalf("dropped\n%v\nwant\n%v", dropped, want)
 	}
-	for _, table := range []string{"events", "events_by_ingest", "events_by_id"} {
+	for _, table := range []string{"events", "events_by_ingest", "event_ids"} {
 		if got, want := storedIDs(t, ch, table), sorted(ids["202601"]); !slices.Equal(got, want) {
 			t.Errorf("%s holds %v, want exactly January's %v", table, got, want)
 		}
@@ -158,8 +158,8 @@ func TestDropPartitionsAtAMonthBoundary(t *testing.T) {
 	if _, err := DropPartitionsOlderThan(context.Background(), ch2.Conn, ch2.Database, time.Date(2025, 12, 31, 23, 59, 59, 999999999, time.UTC), ""); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := storedIDs(t, ch2, "events_by_id"), sorted(ids2["202512"], ids2["202601"]); !slices.Equal(got, want) {
-		t.Errorf("events_by_id holds %v, want December and January %v", got, want)
+	if got, want := storedIDs(t, ch2, "event_ids"), sorted(ids2["202512"], ids2["202601"]); !slices.Equal(got, want) {
+		t.Errorf("event_ids holds %v, want December and January %v", got, want)
 	}
 }
 

@@ -38,11 +38,78 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		t.Fatalf("second run applied %v, want nothing", again)
 	}
 	var n uint64
-	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name IN ('events', 'events_by_id', 'events_by_ingest', 'quarantine', 'schema_migrations')", ch.Database).Scan(&n); err != nil {
+	if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name IN ('events', 'event_ids', 'events_by_ingest', 'quarantine', 'schema_migrations')", ch.Database).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 5 {
 		t.Fatalf("found %d of the 5 tables", n)
+	}
+	if n := ch.QueryUint64(t, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE 'events_by_id%'"); n != 0 {
+		t.Errorf("%d tables named events_by_id*, replaced by event_ids in migration 2, dropped in 3", n)
+	}
+}
+
+// A database made by migration 1 keeps what it stored when migrations 2
+// and 3 move the keys from events_by_id to event_ids, and new rows reach
+// event_ids with the id prefix Go computes.
+func TestEventIDsTakeOverFromEventsByID(t *testing.T) {
+	t.Parallel()
+	ch := testharness.NewClickHouse(t)
+	ctx := context.Background()
+	opts := MigrateOptions{Database: ch.Database}
+	if _, err := migrate(ctx, ch.Conn, opts, 1); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var ids []uuid.UUID
+	insert := func(n int) {
+		var events []StoredEvent
+		for range n {
+			id := uuid.Must(uuid.NewV7())
+			e, err := event.ParseJSON(schemas.SampleEvent("workflow.job.start", id.String(), at))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+			events = append(events, StoredEvent{Event: e, Validated: true})
+		}
+		if err := Insert(ctx, ch.Conn, "events", events...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(5)
+	if n := ch.QueryUint64(t, "SELECT count() FROM events_by_id"); n != 5 {
+		t.Fatalf("migration 1 stored %d keys in events_by_id, want 5", n)
+	}
+	applied, err := Migrate(ctx, ch.Conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(applied, []uint32{2, 3}) {
+		t.Fatalf("applied %v, want [2 3]", applied)
+	}
+	insert(3)
+	rows, err := ch.Conn.Query(ctx, "SELECT id, id_prefix FROM event_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[uuid.UUID]uint64{}
+	for rows.Next() {
+		var id uuid.UUID
+		var prefix uint64
+		if err := rows.Scan(&id, &prefix); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = prefix
+	}
+	if len(got) != len(ids) {
+		t.Errorf("event_ids holds %d ids, want the %d stored before and after the migration", len(got), len(ids))
+	}
+	for _, id := range ids {
+		if p, ok := got[id]; !ok || p != IDPrefix(id) {
+			t.Errorf("event_ids: %s has prefix %d (present %v), want %d", id, p, ok, IDPrefix(id))
+		}
 	}
 }
 
@@ -94,11 +161,11 @@ func TestRowRoundTripThroughViews(t *testing.T) {
 		}
 	}
 	var ingested time.Time
-	if err := ch.Conn.QueryRow(ctx, "SELECT ingested_at FROM events_by_id WHERE id = ?", e.ID).Scan(&ingested); err != nil {
+	if err := ch.Conn.QueryRow(ctx, "SELECT ingested_at FROM event_ids WHERE id = ?", e.ID).Scan(&ingested); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(ingested); d < -5*time.Second || d > time.Minute {
-		t.Errorf("events_by_id.ingested_at = %v, want the server's now()", ingested)
+		t.Errorf("event_ids.ingested_at = %v, want the server's now()", ingested)
 	}
 }
 
@@ -130,26 +197,26 @@ func TestEventsByIDKeepsTheFirstCopyThroughMerges(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Two copies of one event, stamped a second or more apart.
-	ch.Exec(t, "INSERT INTO events_by_id (id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank) "+
-		"SELECT toUUID('0193a1f4-6a3c-7d2e-9b41-2f9c8e1d7a55'), 'org', toDateTime(0, 'UTC'), 0, 1, toDateTime(1000, 'UTC'), toUInt32(4294967295 - 1000)")
-	ch.Exec(t, "INSERT INTO events_by_id (id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank) "+
-		"SELECT toUUID('0193a1f4-6a3c-7d2e-9b41-2f9c8e1d7a55'), 'org', toDateTime(0, 'UTC'), 0, 1, toDateTime(2000, 'UTC'), toUInt32(4294967295 - 2000)")
-	ch.Exec(t, "OPTIMIZE TABLE events_by_id FINAL")
-	if n := ch.QueryUint64(t, "SELECT count() FROM events_by_id"); n != 1 {
+	ch.Exec(t, "INSERT INTO event_ids (id_prefix, id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank) "+
+		"SELECT 113612486740835630, toUUID('0193a1f4-6a3c-7d2e-9b41-2f9c8e1d7a55'), 'org', toDateTime(0, 'UTC'), 0, 1, toDateTime(1000, 'UTC'), toUInt32(4294967295 - 1000)")
+	ch.Exec(t, "INSERT INTO event_ids (id_prefix, id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank) "+
+		"SELECT 113612486740835630, toUUID('0193a1f4-6a3c-7d2e-9b41-2f9c8e1d7a55'), 'org', toDateTime(0, 'UTC'), 0, 1, toDateTime(2000, 'UTC'), toUInt32(4294967295 - 2000)")
+	ch.Exec(t, "OPTIMIZE TABLE event_ids FINAL")
+	if n := ch.QueryUint64(t, "SELECT count() FROM event_ids"); n != 1 {
 		t.Fatalf("%d rows after OPTIMIZE FINAL, want the copies merged into 1", n)
 	}
-	if at := ch.QueryUint64(t, "SELECT toUInt64(ingested_at) FROM events_by_id"); at != 1000 {
+	if at := ch.QueryUint64(t, "SELECT toUInt64(ingested_at) FROM event_ids"); at != 1000 {
 		t.Errorf("merge kept the copy ingested at %d, want the first (1000)", at)
 	}
 }
 
 func TestRenderEngineParams(t *testing.T) {
-	single := render("{engine:ReplacingMergeTree(first_rank):events_by_id}", MigrateOptions{Database: "audit"})
+	single := render("{engine:ReplacingMergeTree(first_rank):event_ids}", MigrateOptions{Database: "audit"})
 	if single != "ReplacingMergeTree(first_rank)" {
 		t.Errorf("single: %s", single)
 	}
-	cluster := render("{engine:ReplacingMergeTree(first_rank):events_by_id}", MigrateOptions{Database: "audit", Cluster: "c"})
-	if cluster != "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/audit/events_by_id_local', '{replica}', first_rank)" {
+	cluster := render("{engine:ReplacingMergeTree(first_rank):event_ids}", MigrateOptions{Database: "audit", Cluster: "c"})
+	if cluster != "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/audit/event_ids_local', '{replica}', first_rank)" {
 		t.Errorf("cluster: %s", cluster)
 	}
 }
@@ -177,7 +244,7 @@ func TestEventBlockInsertsOnePart(t *testing.T) {
 	if err := b.Insert(ctx, ch.Conn, "events"); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"events", "events_by_id", "events_by_ingest"} {
+	for _, table := range []string{"events", "event_ids", "events_by_ingest"} {
 		var parts, level, rows uint64
 		err := ch.Conn.QueryRow(ctx, "SELECT count(), toUInt64(max(level)), sum(rows) FROM system.parts WHERE database = currentDatabase() AND table = ? AND active", table).Scan(&parts, &level, &rows)
 		if err != nil {
