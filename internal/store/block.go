@@ -69,6 +69,8 @@ func (b *EventBlock) ordered() []namedColumn {
 type blockColumn interface {
 	// slice returns rows [from, to) as the driver's batch.Column appends them.
 	slice(from, to int) any
+	// appendTo appends rows [from, to) to the driver's column.
+	appendTo(col driver.BatchColumn, from, to int) error
 	// value returns row i as InsertArgs does.
 	value(i int) any
 	// reset empties the column, keeping its capacity, and clears what it
@@ -83,6 +85,21 @@ func (c *column[T]) add(x T)                { c.v = append(c.v, x) }
 func (c *column[T]) slice(from, to int) any { return c.v[from:to] }
 func (c *column[T]) value(i int) any        { return c.v[i] }
 func (c *column[T]) reset()                 { clear(c.v); c.v = c.v[:0] }
+
+func (c *column[T]) appendTo(col driver.BatchColumn, from, to int) error {
+	// The driver appends a slice of arrays (metadata_keys, metadata_values)
+	// through reflection, element by element; an array at a time it takes
+	// a typed path.
+	if rows, ok := any(c.v).([][]string); ok {
+		for _, row := range rows[from:to] {
+			if err := col.AppendRow(row); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return col.Append(c.v[from:to])
+}
 
 // view returns b as a string sharing its memory; see EventBlock.
 func view(b []byte) string {
@@ -196,7 +213,7 @@ func (b *EventBlock) Insert(ctx context.Context, conn driver.Conn, table string)
 	for from := 0; from < b.Len(); from += insertBlockRows {
 		to := min(b.Len(), from+insertBlockRows)
 		for i, c := range cols {
-			if err := batch.Column(i).Append(c.col.slice(from, to)); err != nil {
+			if err := c.col.appendTo(batch.Column(i), from, to); err != nil {
 				_ = batch.Abort()
 				return fmt.Errorf("inserting %d events: column %s: %w", b.Len(), c.name, err)
 			}
