@@ -7,7 +7,8 @@
 //
 // The pipeline, one consumer group generation at a time:
 //
-//	partition fetchers (one per assigned partition; decode + validate)
+//	partition fetchers (one per assigned partition; decode + validate,
+//	  at most GOMAXPROCS of them at once, so the storer keeps a core)
 //	  -> bounded channel (back-pressure: fetchers block when it is full)
 //	  -> batcher (batches by rows, bytes and time)
 //	  -> storer (one batch at a time, in order, while the batcher collects
