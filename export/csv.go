@@ -2,7 +2,6 @@ package export
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc/status"
 
@@ -37,7 +35,7 @@ var columnsByName = map[string]column{}
 
 func init() {
 	all := []column{
-		{"id", func(b []byte, e *event.Event) []byte { return appendUUID(b, e.ID) }, false},
+		{"id", func(b []byte, e *event.Event) []byte { return event.AppendUUID(b, e.ID) }, false},
 		{"occurred_at", func(b []byte, e *event.Event) []byte { return appendTime(b, e.OccurredAt) }, false},
 		{"action", func(b []byte, e *event.Event) []byte { return append(b, e.Action...) }, false},
 		{"version", func(b []byte, e *event.Event) []byte { return strconv.AppendUint(b, uint64(e.Version), 10) }, false},
@@ -259,20 +257,5 @@ func appendTime(buf []byte, t time.Time) []byte {
 	tmp[19] = '.'
 	put(20, 9, t.Nanosecond())
 	tmp[29] = 'Z'
-	return append(buf, tmp[:]...)
-}
-
-// appendUUID appends id in its 36-character form without allocating.
-func appendUUID(buf []byte, id uuid.UUID) []byte {
-	var tmp [36]byte
-	hex.Encode(tmp[0:8], id[0:4])
-	tmp[8] = '-'
-	hex.Encode(tmp[9:13], id[4:6])
-	tmp[13] = '-'
-	hex.Encode(tmp[14:18], id[6:8])
-	tmp[18] = '-'
-	hex.Encode(tmp[19:23], id[8:10])
-	tmp[23] = '-'
-	hex.Encode(tmp[24:], id[10:])
 	return append(buf, tmp[:]...)
 }

@@ -83,7 +83,7 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 // nothing beyond buf's growth, which matters on the export path.
 func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = append(buf, `{"id":"`...)
-	buf = appendUUID(buf, e.ID)
+	buf = AppendUUID(buf, e.ID)
 	buf = append(buf, `","version":`...)
 	buf = appendUint(buf, uint64(e.Version))
 	buf = append(buf, `,"action":`...)
@@ -161,9 +161,9 @@ func AppendMetadataJSON(buf []byte, md map[string]string) []byte {
 	return append(buf, '}')
 }
 
-// appendUUID appends id in its canonical text form, as id.String() renders
-// it, without allocating a string.
-func appendUUID(buf []byte, id uuid.UUID) []byte {
+// AppendUUID appends id in its canonical text form, as id.String() renders
+// it, without allocating a string (the export renders one per row).
+func AppendUUID(buf []byte, id uuid.UUID) []byte {
 	var text [36]byte
 	hex.Encode(text[0:8], id[0:4])
 	text[8] = '-'

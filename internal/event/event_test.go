@@ -226,8 +226,8 @@ func TestAppendUUIDIsString(t *testing.T) {
 		ids = append(ids, uuid.New())
 	}
 	for _, id := range ids {
-		if got := string(appendUUID([]byte("x"), id)); got != "x"+id.String() {
-			t.Errorf("appendUUID(%v) = %q, want %q", id, got, "x"+id.String())
+		if got := string(AppendUUID([]byte("x"), id)); got != "x"+id.String() {
+			t.Errorf("AppendUUID(%v) = %q, want %q", id, got, "x"+id.String())
 		}
 	}
 }
