@@ -96,26 +96,36 @@ func emptied[T any](list []T) []T {
 	return list[:0]
 }
 
+// newMap returns an emptied map of an earlier tree, or a new one.
 func (d *payloadDecoder) newMap() map[string]any {
-	var m map[string]any
-	if n := len(d.freeMaps); n > 0 {
-		m, d.freeMaps[n-1] = d.freeMaps[n-1], nil
-		d.freeMaps = d.freeMaps[:n-1]
-	} else {
+	m, ok := pop(&d.freeMaps)
+	if !ok {
 		m = map[string]any{}
 	}
 	d.usedMaps = append(d.usedMaps, m)
 	return m
 }
 
+// newArray returns an emptied array of an earlier tree, or a new one. It
+// joins usedArrays once complete (see array).
 func (d *payloadDecoder) newArray() []any {
-	if n := len(d.freeArrays); n > 0 {
-		a := d.freeArrays[n-1]
-		d.freeArrays[n-1] = nil
-		d.freeArrays = d.freeArrays[:n-1]
+	if a, ok := pop(&d.freeArrays); ok {
 		return a
 	}
 	return []any{}
+}
+
+// pop takes the last element off list.
+func pop[T any](list *[]T) (T, bool) {
+	var zero T
+	n := len(*list)
+	if n == 0 {
+		return zero, false
+	}
+	x := (*list)[n-1]
+	(*list)[n-1] = zero
+	*list = (*list)[:n-1]
+	return x, true
 }
 
 func (d *payloadDecoder) space() {

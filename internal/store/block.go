@@ -98,7 +98,7 @@ func (c *column[T]) appendTo(col driver.BatchColumn, from, to int) error {
 		}
 		return nil
 	}
-	return col.Append(c.v[from:to])
+	return col.Append(c.slice(from, to))
 }
 
 // view returns b as a string sharing its memory; see EventBlock.
