@@ -1,9 +1,7 @@
 package export
 
 import (
-	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/auditlog/auditlog/internal/event"
 )
@@ -60,18 +58,5 @@ func TestAppendField(t *testing.T) {
 		if got := string(appendField(nil, []byte(tc.cell), tc.escape)); got != tc.want {
 			t.Errorf("appendField(%q, %t) = %q, want %q", tc.cell, tc.escape, got, tc.want)
 		}
-	}
-}
-
-func TestAppendTimeMatchesTheLayout(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for range 10000 {
-		tm := time.Unix(0, r.Int64N(1<<62)).In(time.FixedZone("x", 3600*r.IntN(24)-43200))
-		if got, want := string(appendTime(nil, tm)), tm.UTC().Format(event.TimeLayout); got != want {
-			t.Fatalf("appendTime(%v) = %s, want %s", tm, got, want)
-		}
-	}
-	if got := string(appendTime(nil, time.Unix(0, 1))); got != "1970-01-01T00:00:00.000000001Z" {
-		t.Errorf("got %s", got)
 	}
 }

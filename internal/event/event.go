@@ -101,7 +101,7 @@ func (e *Event) AppendJSON(buf []byte) []byte {
 	buf = append(buf, `,"metadata":`...)
 	buf = AppendMetadataJSON(buf, e.Metadata)
 	buf = append(buf, `,"occurred_at":"`...)
-	buf = e.OccurredAt.UTC().AppendFormat(buf, TimeLayout)
+	buf = AppendTime(buf, e.OccurredAt)
 	buf = append(buf, `","success":`...)
 	if e.Success {
 		buf = append(buf, "true"...)
@@ -216,4 +216,39 @@ func needsNoEscape(s string) bool {
 		}
 	}
 	return true
+}
+
+// AppendTime appends t as TimeLayout renders it (UTC, nine fractional
+// digits), several times faster than time.AppendFormat, which shows on
+// millions of rows: every exported row, and every ingested event's
+// ContentHash.
+func AppendTime(buf []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(buf, TimeLayout)
+	}
+	var tmp [30]byte
+	put := func(at, width, v int) {
+		for i := at + width - 1; i >= at; i-- {
+			tmp[i] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, 4, year)
+	tmp[4] = '-'
+	put(5, 2, int(month))
+	tmp[7] = '-'
+	put(8, 2, day)
+	tmp[10] = 'T'
+	put(11, 2, hour)
+	tmp[13] = ':'
+	put(14, 2, minute)
+	tmp[16] = ':'
+	put(17, 2, sec)
+	tmp[19] = '.'
+	put(20, 9, t.Nanosecond())
+	tmp[29] = 'Z'
+	return append(buf, tmp[:]...)
 }
