@@ -3,12 +3,12 @@ package ingest
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/google/uuid"
 
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 )
 
@@ -25,21 +25,7 @@ func TestStoredIDLookupReadsOnlyItsGranules(t *testing.T) {
 	}
 	// 300,000 stored keys of UUIDv7 ids, as the ingester's view writes them.
 	const stored = 300_000
-	ids := make([]uuid.UUID, stored)
-	batch, err := ch.Conn.PrepareBatch(ctx, "INSERT INTO event_ids (id_prefix, id, scope_id, occurred_at, occurred_ns, content_hash, ingested_at, first_rank)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	for i := range ids {
-		ids[i] = uuid.Must(uuid.NewV7())
-		if err := batch.Append(store.IDPrefix(ids[i]), ids[i], "org", at, at.UnixNano(), uint64(i), at, uint32(1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		t.Fatal(err)
-	}
+	ids := storetest.FillEventIDs(t, ch.Conn, stored)
 
 	// A batch: the last 1,000 stored and 1,000 new ones.
 	lookup := append([]uuid.UUID(nil), ids[stored-1000:]...)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -60,6 +61,13 @@ func newFixture(t *testing.T, mutate func(*query.Config)) *fixture {
 	if _, err := store.Migrate(context.Background(), ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
 		t.Fatal(err)
 	}
+	return serveQuery(t, ch, ch.Conn, mutate)
+}
+
+// serveQuery serves a query.Service reading through conn (a connection to
+// ch's database) over real gRPC.
+func serveQuery(t *testing.T, ch *testharness.ClickHouse, conn driver.Conn, mutate func(*query.Config)) *fixture {
+	t.Helper()
 	cfg := query.DefaultConfig()
 	cfg.PageTokenKey = "0123456789abcdef-test-key"
 	cfg.StreamLag = time.Second
@@ -67,7 +75,7 @@ func newFixture(t *testing.T, mutate func(*query.Config)) *fixture {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	svc, err := query.New(ch.Conn, cfg, query.Options{})
+	svc, err := query.New(conn, cfg, query.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +94,12 @@ func newFixture(t *testing.T, mutate func(*query.Config)) *fixture {
 	auditv1.RegisterAuditServiceServer(srv, svc)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return &fixture{ch: ch, client: auditv1.NewAuditServiceClient(conn)}
+	t.Cleanup(func() { client.Close() })
+	return &fixture{ch: ch, client: auditv1.NewAuditServiceClient(client)}
 }
 
 type principalStream struct {
