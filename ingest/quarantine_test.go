@@ -78,6 +78,7 @@ func TestBadInputsAreQuarantined(t *testing.T) {
 		{name: "missing version", value: mutate(func(m map[string]any) { delete(m, "version") }), want: []string{"version", "required"}},
 		{name: "bad UUID", value: mutate(func(m map[string]any) { m["id"] = "1234-not-a-uuid" }), want: []string{"id", "not a UUID"}},
 		{name: "time without zone", value: mutate(func(m map[string]any) { m["occurred_at"] = "2026-01-02T15:04:05.123" }), want: []string{"occurred_at", "zone"}},
+		{name: "time after 2105", value: mutate(func(m map[string]any) { m["occurred_at"] = "2106-02-08T00:00:00Z" }), want: []string{"occurred_at", "after 2105"}},
 		{name: "10-digit fraction", value: mutate(func(m map[string]any) { m["occurred_at"] = "2026-01-02T15:04:05.1234567891Z" }), want: []string{"occurred_at", "9 fractional digits"}},
 		{name: "action with capitals", value: mutate(func(m map[string]any) { m["action"] = "Workflow.Job.Start" }), want: []string{"action", "lowercase"}},
 		{name: "metadata not strings", value: mutate(func(m map[string]any) { m["metadata"] = map[string]any{"n": 1} }), want: []string{"metadata.n", "string"}},

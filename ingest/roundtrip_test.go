@@ -54,6 +54,11 @@ func TestRoundTripIsExact(t *testing.T) {
 	cases = append(cases, sent{id: id, unvalidated: true, json: `{"id":"` + id + `","version":7,"action":"custom.thing.happen",` +
 		`"actor":{"id":"svc","type":"service"},"target":{"id":"t","type":"thing"},"payload":{"n":18446744073709551616},"metadata":{},` +
 		`"occurred_at":"1970-01-01T00:00:00.000000001Z","success":true}`})
+	// The last instant stored: occurred_at is a DateTime, whose seconds
+	// run out in February 2106.
+	id = newID()
+	cases = append(cases, sent{id: id, json: `{"id":"` + id + `","version":1,"action":"user.logged_in","actor":{"id":"u-4","type":"user"},` +
+		`"target":{"id":"u-4","type":"user"},"payload":{"method":"sso"},"metadata":{},"occurred_at":"2105-12-31T23:59:59.999999999Z","success":true}`})
 
 	var msgs []kafka.Message
 	for _, c := range cases {
@@ -113,6 +118,14 @@ func TestRoundTripIsExact(t *testing.T) {
 		}
 		if wantValidated := !c.unvalidated; (validated == 1) != wantValidated {
 			t.Errorf("event %s: validated=%d, want %v", c.id, validated, wantValidated)
+		}
+		// The DateTime column, which partitions, holds the same second as
+		// occurred_ns: not wrapped around at the end of its range.
+		seconds := e.ch.QueryUint64(t, "SELECT toUInt64(toUnixTimestamp(occurred_at)) FROM events WHERE id = toUUID(?)", c.id)
+		month := e.ch.QueryUint64(t, "SELECT toUInt64(toYYYYMM(occurred_at)) FROM events WHERE id = toUUID(?)", c.id)
+		at := ev.OccurredAt.UTC()
+		if seconds != uint64(at.Unix()) || month != uint64(at.Year()*100+int(at.Month())) {
+			t.Errorf("event %s: occurred_at stored as second %d in month %d; want %d in %d", c.id, seconds, month, at.Unix(), at.Year()*100+int(at.Month()))
 		}
 	}
 }

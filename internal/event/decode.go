@@ -129,6 +129,9 @@ func parseSlow(data []byte) (*Event, error) {
 	if e.OccurredAt, err = ParseTime("occurred_at", members["occurred_at"]); err != nil {
 		return nil, err
 	}
+	if err := checkOccurredAt(e.OccurredAt); err != nil {
+		return nil, err
+	}
 	if e.Success, err = parseSuccess(members["success"]); err != nil {
 		return nil, err
 	}
@@ -314,6 +317,21 @@ func ParseTimeString(field, s string) (time.Time, error) {
 		return time.Time{}, fieldErr(field, "%q is before 1970", truncate(s, 64))
 	}
 	return t.UTC(), nil
+}
+
+// LastOccurredYear is the last year an event's occurred_at may fall in.
+// occurred_at is stored as a ClickHouse DateTime, unsigned 32-bit seconds
+// since 1970 that run out on 2106-02-07: a later time would be stored
+// wrapped around to 1970, in the wrong partition.
+const LastOccurredYear = 2105
+
+// checkOccurredAt holds an event's time to what storage keeps exactly; the
+// start, 1970, is ParseTimeString's.
+func checkOccurredAt(t time.Time) error {
+	if t.Year() > LastOccurredYear {
+		return fieldErr("occurred_at", "%q is after %d, the last year stored", t.Format(time.RFC3339Nano), LastOccurredYear)
+	}
+	return nil
 }
 
 // isActionSyntax reports whether s matches ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$:

@@ -81,7 +81,7 @@ func parseFast(data []byte, shared bool) (*Event, bool) {
 		return nil, false
 	}
 	t, err := ParseTimeString("occurred_at", occurred)
-	if err != nil {
+	if err != nil || checkOccurredAt(t) != nil {
 		return nil, false
 	}
 	e.OccurredAt = t
