@@ -70,7 +70,9 @@ type Config struct {
 	// ones; empty uses the built-in schemas only.
 	SchemasDir string
 	// RecentIDs is the size of the window of recently stored ids (id ->
-	// content hash) checked before asking ClickHouse.
+	// content hash) checked before asking ClickHouse. It must hold a whole
+	// batch: a batch's ids are looked up in ClickHouse while the batch
+	// before it is being inserted, so only the window sees that batch's.
 	RecentIDs int
 
 	// RetryMin and RetryMax bound the exponential backoff between attempts
@@ -122,7 +124,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest message accepted; larger ones are quarantined")
 	fs.StringVar(&c.UnknownSchema, "unknown-schema", c.UnknownSchema, "events of an (action, version) without schema: `store` (marked unvalidated) or quarantine")
 	fs.StringVar(&c.SchemasDir, "schemas-dir", c.SchemasDir, "`directory` of *.json schemas overriding or extending the built-in ones")
-	fs.IntVar(&c.RecentIDs, "recent-ids", c.RecentIDs, "how many recently stored event ids to remember for deduplication")
+	fs.IntVar(&c.RecentIDs, "recent-ids", c.RecentIDs, "how many recently stored event ids to remember for deduplication (at least --batch-rows)")
 	fs.DurationVar(&c.RetryMin, "retry-min", c.RetryMin, "first backoff after a failed attempt to store a batch")
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest backoff between attempts to store a batch")
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", c.StoreTimeout, "timeout of one attempt to store a batch")
@@ -158,8 +160,8 @@ func (c Config) Validate() error {
 		return errors.New("--max-message-bytes must be at least 1")
 	case c.UnknownSchema != UnknownSchemaStore && c.UnknownSchema != UnknownSchemaQuarantine:
 		return fmt.Errorf("--unknown-schema %q: want store or quarantine", c.UnknownSchema)
-	case c.RecentIDs < 0:
-		return errors.New("--recent-ids must not be negative")
+	case c.RecentIDs < c.BatchRows:
+		return fmt.Errorf("--recent-ids %d is less than --batch-rows %d: the window of recent ids must hold a whole batch, whose ids the next batch's lookup in ClickHouse may not see yet", c.RecentIDs, c.BatchRows)
 	case c.RetryMin <= 0:
 		return errors.New("--retry-min must be positive")
 	case c.RetryMax < c.RetryMin:
