@@ -97,9 +97,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Ingester, error) {
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 10 * time.Millisecond,
-		// A DLQ message is at most MaxMessageBytes plus headers; 1 MB is
-		// the broker default limit of a request.
-		BatchBytes: 1 << 20,
+		// Under the broker's default message.max.bytes (1,048,588 bytes
+		// of record batch, framing included); kafka-go counts a little
+		// less than the batch it sends. Each message fits: see fitDLQ.
+		BatchBytes: 1_000_000,
 		Transport:  in.transport,
 	}
 	in.m = newMetrics(deps.Registerer)
@@ -539,39 +540,99 @@ type outcome struct {
 	dups       map[string]int
 }
 
-// classify applies the two dedup layers that need no I/O: within the batch
-// and the window of recently stored ids.
-func (in *Ingester) classify(recs []*record) (candidates []*record, o outcome) {
+// classify applies the dedup layers that need no I/O. An id the window of
+// recently stored ids knows is settled now: the stored content wins. The
+// batch's first delivery of any other id is a candidate, to be looked up
+// among the stored ids; its later deliveries in the batch wait in later,
+// for settle, since which content won is known only after the lookup.
+func (in *Ingester) classify(recs []*record) (candidates, later []*record, o outcome) {
 	o.dups = map[string]int{}
-	seen := make(map[uuid.UUID]uint64, len(recs))
+	type decision struct {
+		stored    uint64 // the stored content's hash, when the window knows the id
+		candidate bool
+	}
+	seen := make(map[uuid.UUID]decision, len(recs))
 	for _, r := range recs {
 		if r.rejected() {
 			o.quarantine = append(o.quarantine, r)
 			continue
 		}
 		id := r.ev.ID
-		if h, ok := seen[id]; ok {
-			if h == r.hash {
-				o.dups[layerBatch]++
-			} else {
-				r.reject(classConflict, conflictReason(id, "already delivered earlier in this batch"))
-				o.quarantine = append(o.quarantine, r)
+		d, ok := seen[id]
+		if !ok {
+			h, known := in.recent.get(id)
+			d = decision{stored: h, candidate: !known}
+			seen[id] = d
+			if d.candidate {
+				candidates = append(candidates, r)
+				continue
 			}
-			continue
 		}
-		seen[id] = r.hash
-		if h, ok := in.recent.get(id); ok {
-			if h == r.hash {
-				o.dups[layerRecent]++
-			} else {
-				r.reject(classConflict, conflictReason(id, "already stored"))
-				o.quarantine = append(o.quarantine, r)
-			}
-			continue
+		switch {
+		case d.candidate:
+			later = append(later, r)
+		case d.stored == r.hash:
+			o.dups[layerRecent]++
+		default:
+			r.reject(classConflict, conflictReason(id, "already stored"))
+			o.quarantine = append(o.quarantine, r)
 		}
-		candidates = append(candidates, r)
 	}
-	return candidates, o
+	return candidates, later, o
+}
+
+// settled is what the ids found stored decide for a batch's candidates and
+// their later deliveries.
+type settled struct {
+	insert, conflicts     []*record
+	storedDups, batchDups int
+}
+
+// settle decides the candidates and their later deliveries given the
+// content hashes found stored: the stored content wins, or else the
+// batch's first delivery. It only reads stored, so that a retry can settle
+// again.
+func settle(candidates, later []*record, stored map[uuid.UUID]uint64) settled {
+	var s settled
+	var first map[uuid.UUID]uint64 // the hash of the first delivery of ids not stored
+	if len(later) > 0 {
+		first = make(map[uuid.UUID]uint64, len(candidates))
+	}
+	for _, r := range candidates {
+		r.class, r.reason = "", ""
+		h, ok := stored[r.ev.ID]
+		switch {
+		case !ok:
+			if first != nil {
+				first[r.ev.ID] = r.hash
+			}
+			s.insert = append(s.insert, r)
+		case h == r.hash:
+			s.storedDups++
+		default:
+			r.class, r.reason = classConflict, conflictReason(r.ev.ID, "already stored")
+			s.conflicts = append(s.conflicts, r)
+		}
+	}
+	for _, r := range later {
+		r.class, r.reason = "", ""
+		if h, ok := stored[r.ev.ID]; ok {
+			if h == r.hash {
+				s.storedDups++
+			} else {
+				r.class, r.reason = classConflict, conflictReason(r.ev.ID, "already stored")
+				s.conflicts = append(s.conflicts, r)
+			}
+			continue
+		}
+		if first[r.ev.ID] == r.hash {
+			s.batchDups++
+		} else {
+			r.class, r.reason = classConflict, conflictReason(r.ev.ID, "already delivered earlier in this batch")
+			s.conflicts = append(s.conflicts, r)
+		}
+	}
+	return s
 }
 
 func conflictReason(id uuid.UUID, where string) string {
@@ -592,7 +653,7 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	candidates, o := in.classify(recs)
+	candidates, later, o := in.classify(recs)
 	baseQuarantine := len(o.quarantine)
 	ids := make([]uuid.UUID, len(candidates))
 	for i, r := range candidates {
@@ -617,11 +678,11 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 		}
 	}
 
-	var storedDups int
+	var settledAs settled
 	var lookupTime, insertTime time.Duration
 	var found map[uuid.UUID]uint64
 	for {
-		o.quarantine, o.insert, storedDups = o.quarantine[:baseQuarantine], o.insert[:0], 0
+		o.quarantine = o.quarantine[:baseQuarantine]
 		err := func() error {
 			// An attempt under way is not cut short by a shutdown: an insert
 			// aborted midway leaves the client unsure whether the server
@@ -638,19 +699,9 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 			}
 			lookupTime = time.Since(lookupStart)
 			found = stored
-			for _, r := range candidates {
-				r.class, r.reason = "", ""
-				h, ok := stored[r.ev.ID]
-				switch {
-				case !ok:
-					o.insert = append(o.insert, r)
-				case h == r.hash:
-					storedDups++
-				default:
-					r.class, r.reason = classConflict, conflictReason(r.ev.ID, "already stored")
-					o.quarantine = append(o.quarantine, r)
-				}
-			}
+			settledAs = settle(candidates, later, stored)
+			o.insert = settledAs.insert
+			o.quarantine = append(o.quarantine, settledAs.conflicts...)
 			start := time.Now()
 			if err := in.insertEvents(actx, o.insert); err != nil {
 				return err
@@ -691,7 +742,8 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 
 	in.m.batchSize.Observe(float64(len(recs)))
 	in.m.inserted.Add(float64(len(o.insert)))
-	o.dups[layerStored] += storedDups
+	o.dups[layerStored] += settledAs.storedDups
+	o.dups[layerBatch] += settledAs.batchDups
 	for layer, n := range o.dups {
 		in.m.duplicates.WithLabelValues(layer).Add(float64(n))
 	}
@@ -738,7 +790,6 @@ func (in *Ingester) produceDLQ(ctx context.Context, recs []*record) error {
 	msgs := make([]kafka.Message, len(recs))
 	for i, r := range recs {
 		m := r.msg
-		value := m.Value
 		headers := []kafka.Header{
 			{Key: "reason", Value: []byte(r.reason)},
 			{Key: "reason-class", Value: []byte(r.class)},
@@ -752,13 +803,7 @@ func (in *Ingester) produceDLQ(ctx context.Context, recs []*record) error {
 		if ct := contentType(m); ct != "" {
 			headers = append(headers, kafka.Header{Key: "content-type", Value: []byte(ct)})
 		}
-		// An oversize message may not fit in a DLQ request; the quarantine
-		// table holds it whole.
-		if len(value) > in.cfg.MaxMessageBytes {
-			value = value[:in.cfg.MaxMessageBytes]
-			headers = append(headers, kafka.Header{Key: "truncated", Value: []byte("true")})
-		}
-		msgs[i] = kafka.Message{Key: m.Key, Value: value, Headers: headers}
+		msgs[i] = fitDLQ(kafka.Message{Key: m.Key, Value: m.Value, Headers: headers})
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.StoreTimeout)
 	defer cancel()
@@ -766,6 +811,49 @@ func (in *Ingester) produceDLQ(ctx context.Context, recs []*record) error {
 		return fmt.Errorf("producing %d messages to DLQ %s: %w", len(msgs), in.cfg.dlqTopic(), err)
 	}
 	return nil
+}
+
+// dlqMessageBytes bounds a DLQ message, key, value and headers: under the
+// DLQ writer's BatchBytes, and so under the broker's default
+// message.max.bytes and kafka-go's default fetch size (1 MB), so that the
+// DLQ can be written and read with defaults. A rejected message may be far
+// bigger: its limit is --max-message-bytes, and producers that compress
+// get messages past the broker's limit, which counts compressed bytes.
+const dlqMessageBytes = 960 << 10
+
+// dlqFieldBytes bounds the key and each header of a DLQ message that must
+// be cut, so that the value keeps most of the room.
+const dlqFieldBytes = 4 << 10
+
+// fitDLQ cuts m to dlqMessageBytes and marks it "truncated": a message that
+// cannot be produced would stop ingestion, since its batch is retried until
+// the DLQ takes it. The quarantine table holds the message whole.
+func fitDLQ(m kafka.Message) kafka.Message {
+	if dlqSize(m) <= dlqMessageBytes {
+		return m
+	}
+	m.Headers = append(m.Headers, kafka.Header{Key: "truncated", Value: []byte("true")})
+	if len(m.Key) > dlqFieldBytes {
+		m.Key = m.Key[:dlqFieldBytes]
+	}
+	for i, h := range m.Headers {
+		if len(h.Value) > dlqFieldBytes {
+			m.Headers[i].Value = h.Value[:dlqFieldBytes]
+		}
+	}
+	room := dlqMessageBytes - (dlqSize(m) - len(m.Value))
+	m.Value = m.Value[:min(len(m.Value), max(room, 0))]
+	return m
+}
+
+// dlqSize is the size of m as a record, over-counted: 64 bytes of framing
+// and 10 per header (varint lengths) more than key, value and headers.
+func dlqSize(m kafka.Message) int {
+	n := 64 + len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += 10 + len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 // offsetRanges renders the offsets of recs per partition, "0:10-19,2:5-7",

@@ -1,9 +1,11 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,11 +168,9 @@ func TestBadInputsAreQuarantined(t *testing.T) {
 			if c.name == "conflicting duplicate" && got.eventID != firstID {
 				t.Errorf("quarantine event_id %q, want %s", got.eventID, firstID)
 			}
-			value := c.value
-			if len(value) > e.cfg.MaxMessageBytes {
-				value = value[:e.cfg.MaxMessageBytes]
-			}
-			m, ok := dlqByKey[key+"|"+string(value)]
+			// Whole, oversize included: the DLQ cuts only what does not fit
+			// a Kafka message (TestRejectsAtTheSizeLimitReachTheDLQ).
+			m, ok := dlqByKey[key+"|"+string(c.value)]
 			if !ok {
 				t.Fatalf("not on the DLQ topic %s", e.k.DLQTopic)
 			}
@@ -194,6 +194,97 @@ func TestBadInputsAreQuarantined(t *testing.T) {
 	}
 	if c := counter(t, r.reg, "auditlog_ingest_conflicts_total", nil); c != 1 {
 		t.Errorf("conflicts_total = %v, want 1", c)
+	}
+}
+
+// Rejected messages as big as the ingester accepts, or bigger (producers
+// that compress get them past the broker's limit, which counts compressed
+// bytes), go whole to the quarantine table and cut to fit a Kafka message to
+// the DLQ; ingestion goes on behind them.
+func TestRejectsAtTheSizeLimitReachTheDLQ(t *testing.T) {
+	e := newEnv(t, testharness.NewClickHouse(t), testharness.NewKafka(t))
+	limit := ingest.DefaultConfig().MaxMessageBytes
+	if e.cfg.MaxMessageBytes != limit {
+		t.Fatalf("the test means the default --max-message-bytes, %d; the environment has %d", limit, e.cfg.MaxMessageBytes)
+	}
+	r := start(t, e.cfg, "ingester")
+
+	big := []kafka.Message{
+		// Exactly the size allowed, and malformed: with its key and the
+		// DLQ's headers it is over 1 MiB.
+		{Key: []byte("at-the-limit"), Value: append([]byte(`{"id":"`), bytes.Repeat([]byte("x"), limit-len(`{"id":"`))...)},
+		{Key: []byte("oversize"), Value: bytes.Repeat([]byte("y"), 3*limit)},
+	}
+	e.k.ProduceCompressed(t, big...)
+	waitFor(t, time.Minute, func() string {
+		if q := e.ch.QueryUint64(t, "SELECT count() FROM quarantine"); q != uint64(len(big)) {
+			return fmt.Sprintf("quarantine holds %d rows, want %d", q, len(big))
+		}
+		return ""
+	})
+	// Stored, and the offsets committed, only once the batch before it went
+	// through, DLQ included.
+	goodID, good := validEvent(t)
+	e.k.Produce(t, kafka.Message{Key: []byte(goodID), Value: mustJSON(t, good)})
+	waitFor(t, time.Minute, func() string {
+		if n := e.ch.QueryUint64(t, "SELECT count() FROM events WHERE id = toUUID(?)", goodID); n != 1 {
+			return fmt.Sprintf("the event after the big ones is stored %d times, want 1", n)
+		}
+		if lag := groupLag(t, e.k, e.cfg.Group); lag != 0 {
+			return fmt.Sprintf("group lag %d", lag)
+		}
+		return ""
+	})
+
+	reasons := map[string]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rows, err := e.ch.Conn.Query(ctx, "SELECT key, raw, reason FROM quarantine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var key, raw, reason string
+		if err := rows.Scan(&key, &raw, &reason); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(big, func(b kafka.Message) bool { return string(b.Key) == key })
+		if i < 0 || raw != string(big[i].Value) {
+			t.Errorf("quarantine row with key %q and %d bytes: not one of the messages sent, whole", key, len(raw))
+			continue
+		}
+		reasons[key] = reason
+	}
+	rows.Close()
+	if !strings.Contains(reasons["oversize"], "--max-message-bytes") || !strings.Contains(reasons["at-the-limit"], "malformed JSON") {
+		t.Errorf("quarantine reasons %q", reasons)
+	}
+
+	dlq := e.k.ConsumeAll(t, e.k.DLQTopic, len(big), 30*time.Second)
+	if len(dlq) != len(big) {
+		t.Fatalf("DLQ holds %d messages, want %d", len(dlq), len(big))
+	}
+	for _, m := range dlq {
+		key := string(m.Key)
+		i := slices.IndexFunc(big, func(b kafka.Message) bool { return string(b.Key) == key })
+		if i < 0 {
+			t.Errorf("DLQ message with key %q was not sent", key)
+			continue
+		}
+		h := headers(m)
+		if h["truncated"] != "true" || !bytes.HasPrefix(big[i].Value, m.Value) {
+			t.Errorf("%s: DLQ value of %d bytes (truncated=%q); want a prefix of the %d sent, marked truncated", key, len(m.Value), h["truncated"], len(big[i].Value))
+		}
+		// Cut to fit, not emptied.
+		if len(m.Value) < limit*9/10 {
+			t.Errorf("%s: DLQ value of %d bytes; want most of a MiB", key, len(m.Value))
+		}
+		if h["reason"] != reasons[key] {
+			t.Errorf("%s: DLQ reason %q, want the quarantine reason %q", key, h["reason"], reasons[key])
+		}
+	}
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
 

@@ -197,17 +197,33 @@ func (k *Kafka) client() *kafka.Client {
 // producers do.
 func (k *Kafka) Produce(t testing.TB, msgs ...kafka.Message) {
 	t.Helper()
-	w := &kafka.Writer{
-		Addr:         kafka.TCP(k.Brokers...),
-		Balancer:     &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll,
-		// The default waits a second for a batch to fill up; tests produce
-		// exactly what they mean to and want it sent now.
-		BatchTimeout: 5 * time.Millisecond,
+	k.produce(t, &kafka.Writer{
 		// kfake rejects requests over 1 MB, its default message.max.bytes.
 		BatchBytes: 1 << 20,
-		Transport:  k.transport,
-	}
+	}, msgs)
+}
+
+// ProduceCompressed is Produce with gzip, as producers that compress send:
+// the broker's message.max.bytes limits the compressed batch, so messages
+// far bigger than it get through when they compress well.
+func (k *Kafka) ProduceCompressed(t testing.TB, msgs ...kafka.Message) {
+	t.Helper()
+	k.produce(t, &kafka.Writer{
+		Compression: kafka.Gzip,
+		// kafka-go holds the uncompressed messages to this limit.
+		BatchBytes: 64 << 20,
+	}, msgs)
+}
+
+func (k *Kafka) produce(t testing.TB, w *kafka.Writer, msgs []kafka.Message) {
+	t.Helper()
+	w.Addr = kafka.TCP(k.Brokers...)
+	w.Balancer = &kafka.Hash{}
+	w.RequiredAcks = kafka.RequireAll
+	// The default waits a second for a batch to fill up; tests produce
+	// exactly what they mean to and want it sent now.
+	w.BatchTimeout = 5 * time.Millisecond
+	w.Transport = k.transport
 	defer w.Close()
 
 	withTopic := slices.Clone(msgs)
