@@ -170,7 +170,7 @@ func (s *stack) startIngester(t *testing.T, name string) *proc {
 		"--kafka-brokers", strings.Join(s.brokers, ","), "--kafka-topic", s.topic, "--kafka-group", s.group,
 		"--clickhouse-addr", s.ch.Addr, "--clickhouse-database", s.ch.Database,
 		"--batch-rows", "500", "--batch-interval", "200ms", "--metrics-addr", "",
-		"--kafka-session-timeout", "6s", "--kafka-rebalance-timeout", "6s",
+		"--kafka-session-timeout", "6s", "--kafka-rebalance-timeout", "6s", "--store-timeout", "3s",
 		"--retry-min", "100ms", "--retry-max", "1s")
 }
 

@@ -59,6 +59,10 @@ type Config struct {
 	// being collected it bounds the messages held in memory: fetching stops
 	// while all three are full.
 	QueueMessages int
+	// QueueBytes bounds the same queue by the messages' bytes (key and
+	// value), so that a burst of big messages cannot hold thousands of them;
+	// a message bigger than all of it waits for the queue to empty.
+	QueueBytes int
 	// MaxMessageBytes is the largest message accepted; larger ones are
 	// quarantined without being decoded.
 	MaxMessageBytes int
@@ -79,7 +83,12 @@ type Config struct {
 	// to store a batch while ClickHouse (or the DLQ) fails.
 	RetryMin time.Duration
 	RetryMax time.Duration
-	// StoreTimeout bounds one attempt to store a batch.
+	// StoreTimeout bounds one attempt to store a batch (or to write its
+	// rejects to the DLQ). It is at most half of RebalanceTimeout: when the
+	// group rebalances, the attempt under way is let finish (an insert cut
+	// short may still land) before this member rejoins, and it learns of
+	// the rebalance only at its next heartbeat; a member that rejoins late
+	// is dropped from the group, which rebalances again.
 	StoreTimeout time.Duration
 	// ShutdownTimeout bounds storing and committing the last batch after
 	// a shutdown was asked for.
@@ -98,12 +107,13 @@ func DefaultConfig() Config {
 		BatchBytes:       16 << 20,
 		BatchInterval:    time.Second,
 		QueueMessages:    5000,
+		QueueBytes:       16 << 20,
 		MaxMessageBytes:  1 << 20,
 		UnknownSchema:    UnknownSchemaStore,
 		RecentIDs:        200000,
 		RetryMin:         200 * time.Millisecond,
 		RetryMax:         30 * time.Second,
-		StoreTimeout:     2 * time.Minute,
+		StoreTimeout:     15 * time.Second,
 		ShutdownTimeout:  30 * time.Second,
 	}
 }
@@ -121,13 +131,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchBytes, "batch-bytes", c.BatchBytes, "store a batch when its messages hold this many bytes")
 	fs.DurationVar(&c.BatchInterval, "batch-interval", c.BatchInterval, "store a non-empty batch at the latest this long after its first message")
 	fs.IntVar(&c.QueueMessages, "queue-messages", c.QueueMessages, "messages queued between fetching and batching; fetching pauses when full")
+	fs.IntVar(&c.QueueBytes, "queue-bytes", c.QueueBytes, "bytes of messages queued between fetching and batching; fetching pauses when full")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", c.MaxMessageBytes, "largest message accepted; larger ones are quarantined")
 	fs.StringVar(&c.UnknownSchema, "unknown-schema", c.UnknownSchema, "events of an (action, version) without schema: `store` (marked unvalidated) or quarantine")
 	fs.StringVar(&c.SchemasDir, "schemas-dir", c.SchemasDir, "`directory` of *.json schemas overriding or extending the built-in ones")
 	fs.IntVar(&c.RecentIDs, "recent-ids", c.RecentIDs, "how many recently stored event ids to remember for deduplication (at least --batch-rows)")
 	fs.DurationVar(&c.RetryMin, "retry-min", c.RetryMin, "first backoff after a failed attempt to store a batch")
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest backoff between attempts to store a batch")
-	fs.DurationVar(&c.StoreTimeout, "store-timeout", c.StoreTimeout, "timeout of one attempt to store a batch")
+	fs.DurationVar(&c.StoreTimeout, "store-timeout", c.StoreTimeout, "timeout of one attempt to store a batch (at most half of --kafka-rebalance-timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time allowed to store and commit the last batch at shutdown")
 }
 
@@ -156,6 +167,8 @@ func (c Config) Validate() error {
 		return errors.New("--batch-interval must be positive")
 	case c.QueueMessages < 1:
 		return errors.New("--queue-messages must be at least 1")
+	case c.QueueBytes < 1:
+		return errors.New("--queue-bytes must be at least 1")
 	case c.MaxMessageBytes < 1:
 		return errors.New("--max-message-bytes must be at least 1")
 	case c.UnknownSchema != UnknownSchemaStore && c.UnknownSchema != UnknownSchemaQuarantine:
@@ -168,6 +181,8 @@ func (c Config) Validate() error {
 		return errors.New("--retry-max must be at least --retry-min")
 	case c.StoreTimeout <= 0:
 		return errors.New("--store-timeout must be positive")
+	case c.StoreTimeout > c.RebalanceTimeout/2:
+		return fmt.Errorf("--store-timeout %v is more than half of --kafka-rebalance-timeout %v: a store attempt under way when the group rebalances must end before this ingester rejoins", c.StoreTimeout, c.RebalanceTimeout)
 	case c.ShutdownTimeout <= 0:
 		return errors.New("--shutdown-timeout must be positive")
 	}

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/auditlog/auditlog/ingest"
 )
@@ -25,6 +26,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no batch rows", func(c *ingest.Config) { c.BatchRows = 0 }, "--batch-rows"},
 		{"DLQ is the events topic", func(c *ingest.Config) { c.DLQTopic = c.Kafka.Topic }, "--kafka-dlq-topic"},
 		{"unknown schema policy", func(c *ingest.Config) { c.UnknownSchema = "drop" }, "--unknown-schema"},
+		// An attempt under way at a rebalance delays the rejoin.
+		{"store timeout beyond the rebalance", func(c *ingest.Config) { c.RebalanceTimeout, c.StoreTimeout = 30*time.Second, 16*time.Second }, "--store-timeout 16s is more than half of --kafka-rebalance-timeout 30s"},
 		{"retry bounds", func(c *ingest.Config) { c.RetryMax = c.RetryMin / 2 }, "--retry-max"},
 	}
 	for _, c := range cases {

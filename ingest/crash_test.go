@@ -46,6 +46,7 @@ func ingestArgs(e *env) []string {
 		"--kafka-group", e.cfg.Group,
 		"--kafka-session-timeout", e.cfg.SessionTimeout.String(),
 		"--kafka-rebalance-timeout", e.cfg.RebalanceTimeout.String(),
+		"--store-timeout", e.cfg.StoreTimeout.String(),
 		"--clickhouse-addr", e.cfg.ClickHouse.Addr,
 		"--clickhouse-database", e.cfg.ClickHouse.Database,
 		"--clickhouse-user", e.cfg.ClickHouse.User,

@@ -46,6 +46,8 @@ type record struct {
 	validated bool
 	// class and reason say why the message is rejected; empty when it is not.
 	class, reason string
+	// queued is what the record holds of Config.QueueBytes while queued.
+	queued int64
 }
 
 // committer commits offsets for one consumer group generation;

@@ -1,9 +1,12 @@
 package ingest_test
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/auditlog/auditlog/internal/testharness"
 )
@@ -111,5 +114,57 @@ func TestShutdownCommitsNothingPastAFailedBatch(t *testing.T) {
 		if lag := groupLag(t, e.k, e.cfg.Group); lag != int64(len(msgs)) {
 			t.Fatalf("round %d: group lag %d, want %d: offsets were committed past a batch that was never stored", round, lag, len(msgs))
 		}
+	}
+}
+
+// Big messages are held back by their bytes, not only by their count: with
+// the storer stuck on a batch it cannot finish (the DLQ topic is missing, so
+// its rejected message cannot be written), what is fetched from Kafka is at
+// most the batch waiting behind it, the queue's bytes and one message per
+// fetcher, though the queue has room for thousands of messages.
+func TestBigMessagesAreQueuedByBytes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for retries")
+	}
+	e := newEnv(t, testharness.NewClickHouse(t), testharness.NewKafka(t, testharness.WithPartitions(2)))
+	e.cfg.DLQTopic = e.cfg.Kafka.Topic + ".missing"
+	e.cfg.ShutdownTimeout = 2 * time.Second
+	e.cfg.BatchBytes = 64 << 10
+	e.cfg.QueueBytes = 64 << 10
+	const size = 16 << 10
+	r := start(t, e.cfg, "ingester")
+
+	e.k.Produce(t, kafka.Message{Key: []byte("stuck"), Value: []byte(`{"not":"an audit event"}`)})
+	waitFor(t, time.Minute, func() string {
+		if f := counter(t, r.reg, "auditlog_ingest_store_failures_total", nil); f < 2 {
+			return fmt.Sprintf("%v failed store attempts, want >= 2 (is the DLQ topic %s missing?)", f, e.cfg.DLQTopic)
+		}
+		return ""
+	})
+	consumedBefore := counter(t, r.reg, "auditlog_ingest_messages_consumed_total", nil)
+	big := make([]kafka.Message, 200)
+	for i := range big {
+		big[i] = kafka.Message{Key: fmt.Appendf(nil, "big-%d", i), Value: bytes.Repeat([]byte("x"), size)}
+	}
+	produceChunks(t, e.k, big, 20)
+	waitFor(t, time.Minute, func() string {
+		if n := counter(t, r.reg, "auditlog_ingest_messages_consumed_total", nil) - consumedBefore; n < 4 {
+			return fmt.Sprintf("%v big messages fetched, want the fetchers to fill what they may", n)
+		}
+		return ""
+	})
+	time.Sleep(time.Second)
+	held := counter(t, r.reg, "auditlog_ingest_messages_consumed_total", nil) - consumedBefore
+	// The waiting batch may pass BatchBytes by one message.
+	limit := float64((e.cfg.BatchBytes+e.cfg.QueueBytes)/size + 1 + e.k.Partitions)
+	if held > limit {
+		t.Errorf("%v messages of %d bytes fetched while the storer is stuck; want at most %v (a batch of %d bytes, a queue of %d bytes, one per partition)",
+			held, size, limit, e.cfg.BatchBytes, e.cfg.QueueBytes)
+	}
+	if lag := groupLag(t, e.k, e.cfg.Group); lag != int64(1+len(big)) {
+		t.Errorf("group lag %d; want %d, nothing committed", lag, 1+len(big))
+	}
+	if err := r.stop(); err == nil {
+		t.Errorf("Run returned nil; want the error of the batch it could not store")
 	}
 }

@@ -55,6 +55,7 @@ func newEnv(t *testing.T, ch *testharness.ClickHouse, k *testharness.Kafka) *env
 	cfg.BatchInterval = 100 * time.Millisecond
 	cfg.SessionTimeout = 6 * time.Second
 	cfg.RebalanceTimeout = 10 * time.Second
+	cfg.StoreTimeout = 5 * time.Second
 	cfg.RetryMin = 50 * time.Millisecond
 	cfg.RetryMax = time.Second
 	return &env{ch: ch, k: k, cfg: cfg}

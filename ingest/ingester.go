@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/schemas"
@@ -52,6 +53,10 @@ type Ingester struct {
 	// gets a third: 61k-65k events/s instead of 52k-55k on the benchmark.
 	// One slot on two cores starved the decoding instead (50k-59k).
 	decodeSlots chan struct{}
+	// queued holds Config.QueueBytes: a fetcher acquires a record's bytes
+	// before it queues the record, the batcher releases them when it takes
+	// it.
+	queued *semaphore.Weighted
 	// block is reused by every insert; only the batcher's goroutine
 	// stores.
 	block store.EventBlock
@@ -65,7 +70,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Ingester, error) {
 		return nil, err
 	}
 	in := &Ingester{cfg: cfg, log: deps.Logger, schemas: deps.Schemas, recent: newRecentIDs(cfg.RecentIDs),
-		decodeSlots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+		decodeSlots: make(chan struct{}, runtime.GOMAXPROCS(0)), queued: semaphore.NewWeighted(int64(cfg.QueueBytes))}
 	if in.log == nil {
 		in.log = slog.Default()
 	}
@@ -269,9 +274,16 @@ func (in *Ingester) fetch(ctx, gctx context.Context, gen *kafka.Generation, epoc
 		in.decodeSlots <- struct{}{}
 		in.decode(rec)
 		<-in.decodeSlots
+		// A message bigger than the whole budget waits for the queue to
+		// empty, then takes all of it.
+		rec.queued = min(int64(rec.size()), int64(in.cfg.QueueBytes))
+		if err := in.queued.Acquire(fctx, rec.queued); err != nil {
+			return
+		}
 		select {
 		case queue <- rec:
 		case <-fctx.Done():
+			in.queued.Release(rec.queued)
 			return
 		}
 	}
@@ -368,6 +380,7 @@ func (b *batcher) run(ctx context.Context) error {
 		case f := <-b.done:
 			b.stored(f)
 		case r := <-queue:
+			b.in.queued.Release(r.queued)
 			if r.epoch <= b.lastEnded {
 				b.in.m.revokedDropped.Inc()
 				continue
@@ -489,6 +502,7 @@ drain:
 	for {
 		select {
 		case r := <-b.queue:
+			b.in.queued.Release(r.queued)
 			if r.epoch > b.lastEnded {
 				b.buf = append(b.buf, r)
 				b.bytes += r.size()
@@ -731,6 +745,15 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 		}
 	}
 	for {
+		// The rows are stored; only the DLQ and the commit are left, and a
+		// new owner of the partitions does both after reading the messages
+		// again. Not starting another attempt lets this member rejoin in
+		// time (Config.StoreTimeout).
+		select {
+		case <-abort:
+			return errGenerationEnded
+		default:
+		}
 		err := in.produceDLQ(ctx, o.quarantine)
 		if err == nil {
 			break

@@ -207,6 +207,9 @@ func TestRejectsAtTheSizeLimitReachTheDLQ(t *testing.T) {
 	if e.cfg.MaxMessageBytes != limit {
 		t.Fatalf("the test means the default --max-message-bytes, %d; the environment has %d", limit, e.cfg.MaxMessageBytes)
 	}
+	// A queue smaller than the messages: each waits for it to empty and
+	// takes all of it.
+	e.cfg.QueueBytes = 1 << 20
 	r := start(t, e.cfg, "ingester")
 
 	big := []kafka.Message{
