@@ -115,7 +115,7 @@ func ProtoToJSON(p *auditv1.AuditEvent) ([]byte, error) {
 		if err := p.OccurredAt.CheckValid(); err != nil {
 			return nil, fieldErr("occurred_at", "%v", err)
 		}
-		obj.add("occurred_at", p.OccurredAt.AsTime().UTC().Format(TimeLayout))
+		obj.add("occurred_at", string(AppendTime(nil, p.OccurredAt.AsTime())))
 	}
 	obj.add("success", p.Success)
 	if p.Request != nil {
