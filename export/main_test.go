@@ -20,6 +20,7 @@ import (
 	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 )
 
@@ -38,10 +39,7 @@ type env struct {
 func newEnv(t testing.TB, cfg export.Config, scopes ...string) *env {
 	t.Helper()
 	ch := testharness.NewClickHouse(t)
-	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	// The service gets its own connections, as in production, so the test's
 	// own queries (system.processes) never wait behind an export.
 	conn, err := clickhouse.Open(ch.Options())

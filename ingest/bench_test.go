@@ -26,6 +26,7 @@ import (
 	"github.com/auditlog/auditlog/ingest"
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	"github.com/auditlog/auditlog/schemas"
 )
@@ -60,9 +61,7 @@ func benchmarkIngest(b *testing.B, n int) {
 	ch := testharness.NewClickHouse(b)
 	k := testharness.NewKafka(b, testharness.WithPartitions(4))
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		b.Fatalf("migrate: %v", err)
-	}
+	storetest.Migrate(b, ch.Conn, ch.Database)
 	// The reference tables copy the events tables and their materialized
 	// views exactly as the migrations made them, renamed.
 	for _, table := range []string{"events", "event_ids", "events_by_ingest"} {

@@ -18,7 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/auditlog/auditlog/ingest"
-	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	"github.com/auditlog/auditlog/schemas"
 )
@@ -35,11 +35,7 @@ type env struct {
 
 func newEnv(t *testing.T, ch *testharness.ClickHouse, k *testharness.Kafka) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	cfg := ingest.DefaultConfig()
 	cfg.Kafka.Brokers = k.Brokers
 	cfg.Kafka.Topic = k.Topic

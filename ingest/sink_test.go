@@ -7,7 +7,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/google/uuid"
 
-	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 )
@@ -20,9 +19,7 @@ func TestStoredIDLookupReadsOnlyItsGranules(t *testing.T) {
 	t.Parallel()
 	ch := testharness.NewClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	// 300,000 stored keys of UUIDv7 ids, as the ingester's view writes them.
 	const stored = 300_000
 	ids := storetest.FillEventIDs(t, ch.Conn, stored)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query/filter"
@@ -38,9 +39,7 @@ func BenchmarkListEvents(b *testing.B) {
 	}
 	ch := testharness.NewClickHouse(b)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		b.Fatal(err)
-	}
+	storetest.Migrate(b, ch.Conn, ch.Database)
 	start := time.Now()
 	const chunk = 1_000_000
 	for off := 0; off < rows; off += chunk {

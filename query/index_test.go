@@ -8,7 +8,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/auditlog/auditlog/internal/event"
-	"github.com/auditlog/auditlog/internal/store"
 	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
@@ -23,9 +22,7 @@ func TestIDLookupsReadOnlyTheirGranules(t *testing.T) {
 	t.Parallel()
 	ch := testharness.NewClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	const stored, limit = 300_000, 50_000
 	storetest.FillEventIDs(t, ch.Conn, stored)
 	opts := ch.Options()

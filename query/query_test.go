@@ -22,6 +22,7 @@ import (
 	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query"
@@ -58,9 +59,7 @@ func withScopes(ctx context.Context, scopes ...string) context.Context {
 func newFixture(t *testing.T, mutate func(*query.Config)) *fixture {
 	t.Helper()
 	ch := testharness.NewClickHouse(t)
-	if _, err := store.Migrate(context.Background(), ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	return serveQuery(t, ch, ch.Conn, mutate)
 }
 

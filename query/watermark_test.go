@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 )
 
@@ -15,9 +15,7 @@ func TestWatermarkWaitsForRunningInserts(t *testing.T) {
 	t.Parallel()
 	ch := testharness.NewClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	cfg := DefaultConfig()
 	cfg.PageTokenKey = "0123456789abcdef-test"
 	cfg.StreamLag = 0

@@ -17,6 +17,7 @@ import (
 	"github.com/auditlog/auditlog/export"
 	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 )
 
@@ -25,9 +26,7 @@ import (
 func exportServer(t *testing.T, cfg export.Config, n int) *httptest.Server {
 	t.Helper()
 	ch := testharness.NewClickHouse(t)
-	if _, err := store.Migrate(context.Background(), ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	ch.Exec(t, `INSERT INTO events (`+store.EventColumns+`)
 SELECT generateUUIDv4(), 1, 'user.logged_in', 'u1', 'user', '=cmd', '{"id":"u1","type":"user","name":"=cmd"}',
     't1', 'user', '', '{"id":"t1","type":"user"}', 'org-1', 'organization', '', '{"id":"org-1","type":"organization"}',

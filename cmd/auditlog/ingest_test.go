@@ -9,6 +9,7 @@ import (
 
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	"github.com/auditlog/auditlog/schemas"
 )
@@ -19,9 +20,7 @@ func TestIngestRunsScheduledRetention(t *testing.T) {
 	ch := testharness.NewClickHouse(t)
 	k := testharness.NewKafka(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	var stored []store.StoredEvent
 	for _, at := range []time.Time{time.Now().Add(-500 * 24 * time.Hour), time.Now()} {
 		e, err := event.ParseJSON(schemas.SampleEvent("user.logged_in", uuid.NewString(), at))

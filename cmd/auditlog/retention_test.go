@@ -13,6 +13,7 @@ import (
 	"github.com/auditlog/auditlog/internal/cli"
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	"github.com/auditlog/auditlog/schemas"
 )
@@ -21,9 +22,7 @@ func TestRetentionCommand(t *testing.T) {
 	t.Parallel()
 	ch := testharness.NewClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	// One event 500 days ago, one now.
 	old := time.Now().Add(-500 * 24 * time.Hour)
 	var stored []store.StoredEvent

@@ -22,6 +22,7 @@ import (
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/server"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/proto/openapi"
@@ -58,9 +59,7 @@ func start(t *testing.T, ready func(context.Context) error) (*fixture, *event.Ev
 	t.Helper()
 	ch := testharness.NewClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	e, err := event.ParseJSON([]byte(sent))
 	if err != nil {
 		t.Fatal(err)

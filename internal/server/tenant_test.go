@@ -29,6 +29,7 @@ import (
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/server"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query"
@@ -66,9 +67,7 @@ func startTenants(t *testing.T, limits auth.LimitsConfig) *tenants {
 	t.Helper()
 	ctx := context.Background()
 	ch := testharness.NewClickHouse(t)
-	if _, err := store.Migrate(ctx, ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	tn := &tenants{ids: map[string][]string{}, tokensFile: filepath.Join(t.TempDir(), "tokens.json")}
 	var stored []store.StoredEvent
 	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)

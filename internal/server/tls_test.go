@@ -27,7 +27,7 @@ import (
 
 	"github.com/auditlog/auditlog/internal/auth"
 	"github.com/auditlog/auditlog/internal/server"
-	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query"
@@ -75,9 +75,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 func TestTLSAndRequestLimits(t *testing.T) {
 	t.Parallel()
 	ch := testharness.NewClickHouse(t)
-	if _, err := store.Migrate(context.Background(), ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	certFile, keyFile, pool := selfSigned(t)
 	reg := prometheus.NewRegistry()
 	qc := query.DefaultConfig()

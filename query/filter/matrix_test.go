@@ -17,6 +17,7 @@ import (
 
 	"github.com/auditlog/auditlog/internal/event"
 	"github.com/auditlog/auditlog/internal/store"
+	"github.com/auditlog/auditlog/internal/store/storetest"
 	"github.com/auditlog/auditlog/internal/testharness"
 	auditv1 "github.com/auditlog/auditlog/proto/audit/v1"
 	"github.com/auditlog/auditlog/query/filter"
@@ -112,9 +113,7 @@ func insert(t testing.TB, ch *testharness.ClickHouse, events []*event.Event) {
 
 func migrated(t testing.TB) *testharness.ClickHouse {
 	ch := testharness.NewClickHouse(t)
-	if _, err := store.Migrate(context.Background(), ch.Conn, store.MigrateOptions{Database: ch.Database}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.Migrate(t, ch.Conn, ch.Database)
 	return ch
 }
 

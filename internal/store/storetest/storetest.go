@@ -42,3 +42,14 @@ func FillEventIDs(tb testing.TB, conn driver.Conn, n int) []uuid.UUID {
 	}
 	return ids
 }
+
+// Migrate creates the schema in a test database, failing the test if it
+// cannot.
+func Migrate(tb testing.TB, conn driver.Conn, database string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := store.Migrate(ctx, conn, store.MigrateOptions{Database: database}); err != nil {
+		tb.Fatalf("migrate %s: %v", database, err)
+	}
+}
