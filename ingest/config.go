@@ -61,7 +61,8 @@ type Config struct {
 	QueueMessages int
 	// QueueBytes bounds the same queue by the messages' bytes (key and
 	// value), so that a burst of big messages cannot hold thousands of them;
-	// a message bigger than all of it waits for the queue to empty.
+	// a message bigger than all of it waits for the queue to empty. Each
+	// partition's reader holds up to 16 messages more (readAhead).
 	QueueBytes int
 	// MaxMessageBytes is the largest message accepted; larger ones are
 	// quarantined without being decoded.
@@ -85,10 +86,11 @@ type Config struct {
 	RetryMax time.Duration
 	// StoreTimeout bounds one attempt to store a batch (or to write its
 	// rejects to the DLQ). It is at most half of RebalanceTimeout: when the
-	// group rebalances, the attempt under way is let finish (an insert cut
-	// short may still land) before this member rejoins, and it learns of
-	// the rebalance only at its next heartbeat; a member that rejoins late
-	// is dropped from the group, which rebalances again.
+	// group rebalances, this member learns of it at its next heartbeat (at
+	// most a quarter of RebalanceTimeout later, see heartbeatInterval) and
+	// lets the attempt under way finish (an insert cut short may still
+	// land) before it rejoins; a member that rejoins late is dropped from
+	// the group, which rebalances again.
 	StoreTimeout time.Duration
 	// ShutdownTimeout bounds storing and committing the last batch after
 	// a shutdown was asked for.
@@ -140,6 +142,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "longest backoff between attempts to store a batch")
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", c.StoreTimeout, "timeout of one attempt to store a batch (at most half of --kafka-rebalance-timeout)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time allowed to store and commit the last batch at shutdown")
+}
+
+// heartbeatInterval is how often the member tells the group coordinator
+// it is alive, and so how late it may learn of a rebalance: kafka-go's
+// default of 3s, or less, so that at least three heartbeats fit in
+// SessionTimeout and at most a quarter of RebalanceTimeout passes.
+func (c Config) heartbeatInterval() time.Duration {
+	return min(3*time.Second, c.SessionTimeout/3, c.RebalanceTimeout/4)
 }
 
 // Validate reports the first invalid field, naming its flag.

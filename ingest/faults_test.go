@@ -119,9 +119,10 @@ func TestShutdownCommitsNothingPastAFailedBatch(t *testing.T) {
 
 // Big messages are held back by their bytes, not only by their count: with
 // the storer stuck on a batch it cannot finish (the DLQ topic is missing, so
-// its rejected message cannot be written), what is fetched from Kafka is at
-// most the batch waiting behind it, the queue's bytes and one message per
-// fetcher, though the queue has room for thousands of messages.
+// its rejected message cannot be written), what the fetchers take from their
+// readers is at most the batch waiting behind it, the queue's bytes and one
+// message per fetcher, though the queue has room for thousands of messages.
+// (Each reader reads a few messages ahead, readAhead, which is not counted.)
 func TestBigMessagesAreQueuedByBytes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for retries")

@@ -132,6 +132,8 @@ func (in *Ingester) Run(ctx context.Context) error {
 		Topics:           []string{in.cfg.Kafka.Topic},
 		SessionTimeout:   in.cfg.SessionTimeout,
 		RebalanceTimeout: in.cfg.RebalanceTimeout,
+		// See Config.StoreTimeout.
+		HeartbeatInterval: in.cfg.heartbeatInterval(),
 		// A new group reads the topic from the start: nothing that reached
 		// Kafka before the first ingester ran may be skipped.
 		StartOffset: kafka.FirstOffset,
@@ -221,6 +223,10 @@ func (in *Ingester) startGeneration(ctx context.Context, gen *kafka.Generation, 
 	})
 }
 
+// readAhead is how many messages each partition's reader holds ahead of
+// its fetcher.
+const readAhead = 16
+
 // fetch reads one partition from offset, decodes each message and queues
 // it, until the generation ends. It never returns before that: returning
 // would end the generation for every partition.
@@ -238,6 +244,9 @@ func (in *Ingester) fetch(ctx, gctx context.Context, gen *kafka.Generation, epoc
 		// limit is 1 MB by default.
 		MaxBytes: max(2<<20, 2*in.cfg.MaxMessageBytes),
 		MaxWait:  250 * time.Millisecond,
+		// The reader's read-ahead, which Config.QueueBytes does not see:
+		// kafka-go's default of 100 is 100 MiB of 1 MiB messages.
+		QueueCapacity: readAhead,
 		// Lag is computed from each fetched message instead.
 		ReadLagInterval: -1,
 	})
@@ -567,6 +576,11 @@ func (in *Ingester) classify(recs []*record) (candidates, later []*record, o out
 	}
 	seen := make(map[uuid.UUID]decision, len(recs))
 	for _, r := range recs {
+		// A batch stored again (at shutdown, after its first store gave
+		// up) is decided afresh: what is stored may have changed.
+		if r.class == classConflict {
+			r.class, r.reason = "", ""
+		}
 		if r.rejected() {
 			o.quarantine = append(o.quarantine, r)
 			continue
@@ -744,25 +758,8 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 			in.recent.add(r.ev.ID, h)
 		}
 	}
-	for {
-		// The rows are stored; only the DLQ and the commit are left, and a
-		// new owner of the partitions does both after reading the messages
-		// again. Not starting another attempt lets this member rejoin in
-		// time (Config.StoreTimeout).
-		select {
-		case <-abort:
-			return errGenerationEnded
-		default:
-		}
-		err := in.produceDLQ(ctx, o.quarantine)
-		if err == nil {
-			break
-		}
-		if werr := wait(err); werr != nil {
-			return werr
-		}
-	}
-
+	// Counted now that they are stored, whatever happens to the DLQ write
+	// and the commit.
 	in.m.batchSize.Observe(float64(len(recs)))
 	in.m.inserted.Add(float64(len(o.insert)))
 	o.dups[layerStored] += settledAs.storedDups
@@ -781,6 +778,25 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 			in.m.conflicts.Inc()
 		}
 		log.Warn("message quarantined", "partition", r.msg.Partition, "offset", r.msg.Offset, "reason", r.reason)
+	}
+
+	for len(o.quarantine) > 0 {
+		// The rows are stored; only the DLQ and the commit are left, and a
+		// new owner of the partitions does both after reading the messages
+		// again. Not starting another attempt lets this member rejoin in
+		// time (Config.StoreTimeout).
+		select {
+		case <-abort:
+			return errGenerationEnded
+		default:
+		}
+		err := in.produceDLQ(ctx, o.quarantine)
+		if err == nil {
+			break
+		}
+		if werr := wait(err); werr != nil {
+			return werr
+		}
 	}
 
 	if err := in.commit(recs); err != nil {

@@ -76,3 +76,27 @@ func TestClassifyAndSettleLetTheFirstContentWin(t *testing.T) {
 		})
 	}
 }
+
+// A batch stored again, as shutdown stores a batch whose first store gave
+// up, is decided against what is stored then, not by the marks of the
+// first try.
+func TestClassifyDecidesAStoredAgainBatchAfresh(t *testing.T) {
+	id := uuid.New()
+	const a, b = 1, 2
+	first, second := &record{ev: &event.Event{ID: id}, hash: b}, &record{ev: &event.Event{ID: id}, hash: a}
+	in := &Ingester{recent: newRecentIDs(10)}
+
+	// First try: nothing stored, so the first delivery wins.
+	candidates, later, _ := in.classify([]*record{first, second})
+	settle(candidates, later, nil)
+	if second.class != classConflict {
+		t.Fatalf("first try: the second delivery is %q, want a conflict", second.class)
+	}
+	// Meanwhile another member stored content a.
+	candidates, later, o := in.classify([]*record{first, second})
+	s := settle(candidates, later, map[uuid.UUID]uint64{id: a})
+	if len(o.quarantine) != 0 || first.class != classConflict || second.rejected() || s.storedDups != 1 {
+		t.Errorf("second try: quarantined %d before the lookup, first %q, second %q, stored duplicates %d; want 0, a conflict, a duplicate, 1",
+			len(o.quarantine), first.class, second.reason, s.storedDups)
+	}
+}

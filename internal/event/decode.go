@@ -313,10 +313,12 @@ func ParseTimeString(field, s string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fieldErr(field, "%q is not a valid time: %v", truncate(s, 64), err)
 	}
+	// In UTC: 1970-01-01T00:30:00+01:00 is before 1970.
+	t = t.UTC()
 	if t.Year() < 1970 {
 		return time.Time{}, fieldErr(field, "%q is before 1970", truncate(s, 64))
 	}
-	return t.UTC(), nil
+	return t, nil
 }
 
 // LastOccurredYear is the last year an event's occurred_at may fall in.

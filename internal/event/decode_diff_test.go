@@ -144,6 +144,8 @@ func TestFastPathAgreesOnVariants(t *testing.T) {
 		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `2026-03-04T05:06:07+05:30`),
 		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `2026-03-04T05:06:07.1-00:00`),
 		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `1969-12-31T23:59:59Z`),
+		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `1970-01-01T00:30:00+01:00`),
+		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `1969-12-31T23:30:00-01:00`),
 		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `2105-12-31T23:59:59.999999999Z`),
 		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `2106-01-01T00:00:00Z`),
 		strings.ReplaceAll(goodEvent, `2026-03-04T05:06:07.123456789Z`, `2105-12-31T23:00:00-01:00`),

@@ -71,6 +71,7 @@ func TestParseJSONRejectsWithFieldNamed(t *testing.T) {
 		{"time as number", with(t, "occurred_at", `1700000000`), "occurred_at", "must be a string"},
 		{"time invalid date", with(t, "occurred_at", `"2026-02-30T00:00:00Z"`), "occurred_at", "not a valid time"},
 		{"time before 1970", with(t, "occurred_at", `"1969-12-31T23:59:59.999999999Z"`), "occurred_at", "before 1970"},
+		{"time before 1970 by its zone", with(t, "occurred_at", `"1970-01-01T00:30:00+01:00"`), "occurred_at", "before 1970"},
 		{"time after 2105", with(t, "occurred_at", `"2106-01-01T00:00:00Z"`), "occurred_at", "after 2105"},
 		{"time after 2105 by its zone", with(t, "occurred_at", `"2105-12-31T23:30:00-01:00"`), "occurred_at", "after 2105"},
 		{"missing success", with(t, "success", ""), "success", "is required"},
