@@ -717,6 +717,7 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 			// stored it. ctx only stops further attempts.
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.StoreTimeout)
 			defer cancel()
+			actx = store.InsertContext(actx)
 			lookupStart := time.Now()
 			stored, err := early.result()
 			early = nil

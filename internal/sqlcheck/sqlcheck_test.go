@@ -343,3 +343,38 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff missed a changed type: %q", d)
 	}
 }
+
+// The settings the ingester sends with its inserts are known to both
+// engines: an unknown one would fail every insert.
+func TestInsertSettingsAreKnown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs chDB; skipped with -short")
+	}
+	bin, err := FindChDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := &ChDB{Bin: bin, DataDir: t.TempDir()}
+	ch := testharness.NewClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name, value := range store.InsertSettings() {
+		set := fmt.Sprintf("SET %s = %v", name, value)
+		results, err := current.Run("JSONCompact", set, "SELECT toString(getSetting('"+name+"'))")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if results[0].Err != nil || results[1].Err != nil {
+			t.Errorf("ClickHouse %s: %s: %v %v", ChDBVersion, set, results[0].Err, results[1].Err)
+		}
+		var got uint8
+		if err := ch.Conn.QueryRow(ctx, "SELECT toUInt8(value) FROM system.settings WHERE name = ?", name).Scan(&got); err != nil {
+			t.Errorf("ClickHouse 18.16: setting %s: %v", name, err)
+		}
+	}
+	// 18.16 takes them with a query.
+	var one uint8
+	if err := ch.Conn.QueryRow(store.InsertContext(ctx), "SELECT toUInt8(1)").Scan(&one); err != nil {
+		t.Errorf("ClickHouse 18.16: a query with the insert settings: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 )
@@ -197,6 +198,22 @@ func (b *EventBlock) row(i int) []any {
 		row[j] = c.col.value(i)
 	}
 	return row
+}
+
+// InsertContext returns ctx with the settings every insert of the ingester
+// needs. insert_distributed_sync makes an INSERT into a Distributed table
+// (the tables of a --cluster schema) return only once every shard wrote
+// its rows: otherwise the rows wait in a queue on the node that took the
+// INSERT, to be lost with it after the offsets were committed, and the next
+// batch's lookup of stored ids does not see them yet. A table that is not
+// Distributed ignores it.
+func InsertContext(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(InsertSettings()))
+}
+
+// InsertSettings returns a new map of the settings InsertContext sets.
+func InsertSettings() clickhouse.Settings {
+	return clickhouse.Settings{"insert_distributed_sync": 1}
 }
 
 // Insert writes the block into table (events, or a table with its columns)
