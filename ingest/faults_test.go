@@ -114,6 +114,15 @@ func TestShutdownCommitsNothingPastAFailedBatch(t *testing.T) {
 		if lag := groupLag(t, e.k, e.cfg.Group); lag != int64(len(msgs)) {
 			t.Fatalf("round %d: group lag %d, want %d: offsets were committed past a batch that was never stored", round, lag, len(msgs))
 		}
+		// The shutdown only retries the DLQ write of the stored batch: it
+		// does not store it again, which would quarantine its rejected
+		// message twice.
+		if q := counter(t, r.reg, "auditlog_ingest_quarantined_total", nil); q != 1 {
+			t.Errorf("round %d: quarantined_total = %v, want 1", round, q)
+		}
+		if d := counter(t, r.reg, "auditlog_ingest_duplicates_dropped_total", map[string]string{"layer": "recent"}); d != 0 {
+			t.Errorf("round %d: %v duplicates dropped by the recent window: the stored batch was stored again", round, d)
+		}
 	}
 }
 

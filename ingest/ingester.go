@@ -343,6 +343,9 @@ type flight struct {
 	// retrying and returns errGenerationEnded.
 	abort chan struct{}
 	err   error
+	// left is set when the store failed after the rows were stored: the
+	// DLQ write and the commit are left.
+	left *undelivered
 }
 
 // errGenerationEnded aborts storing a batch whose generation ended.
@@ -365,7 +368,7 @@ func (b *batcher) run(ctx context.Context) error {
 	go func() {
 		defer close(storerDone)
 		for f := range b.work {
-			f.err = b.in.storeAndCommit(ctx, f.recs, f.lookup, f.abort)
+			f.left, f.err = b.in.storeAndCommit(ctx, f.recs, f.lookup, f.abort)
 			b.done <- f
 		}
 	}()
@@ -467,7 +470,11 @@ func (b *batcher) endGeneration(e genEnd) {
 		// The attempt under way finishes (see storeAndCommit); retries stop.
 		close(f.abort)
 		b.stored(<-b.done)
-		if f.err != nil {
+		switch {
+		case f.left != nil:
+			b.in.log.Info("a consumer group generation ended before a stored batch's DLQ write and commit; the partitions' new owners read its messages again, find them stored and write its rejects again",
+				"messages", len(f.recs), "offsets", offsetRanges(f.recs))
+		case f.err != nil:
 			dropped(f.recs)
 		}
 	}
@@ -496,9 +503,13 @@ func (b *batcher) shutdown() error {
 	if b.inflight != nil {
 		b.stored(<-b.done)
 	}
+	// A failed batch whose rows are stored only needs delivering, first.
+	var failedLeft *undelivered
 	var first []*record
 	if b.failed != nil {
-		first = append(first, b.failed.recs...)
+		if failedLeft = b.failed.left; failedLeft == nil {
+			first = append(first, b.failed.recs...)
+		}
 	}
 	if b.next != nil {
 		first = append(first, b.next.recs...)
@@ -520,7 +531,7 @@ drain:
 			break drain
 		}
 	}
-	if len(b.buf) == 0 {
+	if len(b.buf) == 0 && failedLeft == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.in.cfg.ShutdownTimeout)
@@ -539,7 +550,18 @@ drain:
 			ended <- nil
 		}
 	}()
-	err := b.in.storeAndCommit(ctx, b.buf, nil, abort)
+	err := func() error {
+		if failedLeft != nil {
+			if err := b.in.deliver(ctx, failedLeft, abort); err != nil {
+				return fmt.Errorf("delivering the stored batch at offsets %s: %w", offsetRanges(failedLeft.recs), err)
+			}
+		}
+		if len(b.buf) == 0 {
+			return nil
+		}
+		_, err := b.in.storeAndCommit(ctx, b.buf, nil, abort)
+		return err
+	}()
 	close(stop)
 	if e := <-ended; e != nil {
 		close(e.ack)
@@ -550,6 +572,8 @@ drain:
 			"messages", len(b.buf), "offsets", offsetRanges(b.buf))
 	case err != nil:
 		return fmt.Errorf("storing the last batch at shutdown (%d messages, offsets %s; they will be read again): %w", len(b.buf), offsetRanges(b.buf), err)
+	case len(b.buf) == 0:
+		b.in.log.Info("last batch delivered and committed")
 	default:
 		b.in.log.Info("last batch stored and committed", "messages", len(b.buf), "offsets", offsetRanges(b.buf))
 	}
@@ -672,14 +696,18 @@ func conflictReason(id uuid.UUID, where string) string {
 // offsets with the generation it was read in. It gives up when ctx is done
 // or abort is closed (the generation ended). Only the storer goroutine, and
 // the batcher's shutdown once the storer is idle, call it.
-func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *lookup, abort <-chan struct{}) error {
+//
+// When it fails after the rows were stored (writing to the DLQ, or the
+// generation ended meanwhile), left is what remains: deliver finishes it,
+// and storing the batch again would count and quarantine it twice.
+func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *lookup, abort <-chan struct{}) (left *undelivered, err error) {
 	select {
 	case <-abort:
-		return errGenerationEnded
+		return nil, errGenerationEnded
 	default:
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	candidates, later, o := in.classify(recs)
 	baseQuarantine := len(o.quarantine)
@@ -688,23 +716,7 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 		ids[i] = r.ev.ID
 	}
 	log := in.log.With("offsets", offsetRanges(recs))
-
-	backoff := in.cfg.RetryMin
-	wait := func(err error) error {
-		in.m.storeFailures.Inc()
-		log.Warn("storing batch failed; retrying", "err", err, "backoff", backoff)
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		backoff = min(2*backoff, in.cfg.RetryMax)
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-abort:
-			return errGenerationEnded
-		}
-	}
+	wait := in.retrier(ctx, abort, log)
 
 	var settledAs settled
 	var lookupTime, insertTime time.Duration
@@ -743,7 +755,7 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 			break
 		}
 		if werr := wait(err); werr != nil {
-			return werr
+			return nil, werr
 		}
 	}
 	// The rows are acknowledged: remember them before anything else can
@@ -781,17 +793,36 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 		log.Warn("message quarantined", "partition", r.msg.Partition, "offset", r.msg.Offset, "reason", r.reason)
 	}
 
-	for len(o.quarantine) > 0 {
-		// The rows are stored; only the DLQ and the commit are left, and a
-		// new owner of the partitions does both after reading the messages
-		// again. Not starting another attempt lets this member rejoin in
-		// time (Config.StoreTimeout).
+	u := &undelivered{recs: recs, quarantine: o.quarantine, log: log}
+	if err := in.deliver(ctx, u, abort); err != nil {
+		return u, err
+	}
+	log.Debug("batch stored and committed", "messages", len(recs), "inserted", len(o.insert), "quarantined", len(o.quarantine),
+		"lookup", lookupTime, "insert", insertTime)
+	return nil, nil
+}
+
+// undelivered is a batch whose rows are stored and counted, with its DLQ
+// write and offset commit left to do.
+type undelivered struct {
+	recs, quarantine []*record
+	log              *slog.Logger
+}
+
+// deliver writes a stored batch's rejected messages to the DLQ, retrying,
+// and commits its offsets. Once the batch's generation ended it stops: a
+// new owner of the partitions reads the messages again and does both (the
+// coordinator would refuse the commit); not starting another attempt lets
+// this member rejoin in time (Config.StoreTimeout).
+func (in *Ingester) deliver(ctx context.Context, u *undelivered, abort <-chan struct{}) error {
+	wait := in.retrier(ctx, abort, u.log)
+	for len(u.quarantine) > 0 {
 		select {
 		case <-abort:
 			return errGenerationEnded
 		default:
 		}
-		err := in.produceDLQ(ctx, o.quarantine)
+		err := in.produceDLQ(ctx, u.quarantine)
 		if err == nil {
 			break
 		}
@@ -799,15 +830,38 @@ func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *l
 			return werr
 		}
 	}
-
-	if err := in.commit(recs); err != nil {
+	select {
+	case <-abort:
+		return errGenerationEnded
+	default:
+	}
+	if err := in.commit(u.recs); err != nil {
 		in.m.commitFailures.Inc()
-		log.Warn("committing offsets failed; the batch is stored and its messages will be read again and deduplicated", "err", err)
-	} else {
-		log.Debug("batch stored and committed", "messages", len(recs), "inserted", len(o.insert), "quarantined", len(o.quarantine),
-			"lookup", lookupTime, "insert", insertTime)
+		u.log.Warn("committing offsets failed; the batch is stored and its messages will be read again and deduplicated", "err", err)
 	}
 	return nil
+}
+
+// retrier returns the wait between attempts of one batch: capped
+// exponential backoff, counted and logged. The wait returns an error, and
+// the batch's attempts end, when ctx is done or abort is closed.
+func (in *Ingester) retrier(ctx context.Context, abort <-chan struct{}, log *slog.Logger) func(error) error {
+	backoff := in.cfg.RetryMin
+	return func(err error) error {
+		in.m.storeFailures.Inc()
+		log.Warn("storing batch failed; retrying", "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, in.cfg.RetryMax)
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-abort:
+			return errGenerationEnded
+		}
+	}
 }
 
 // commit commits the offset after the last record of each partition, with

@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "conflicts_total", Help: "Events whose id was already seen with different content (quarantined)."}),
 		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "quarantined_total", Help: "Messages written to the quarantine table and the DLQ, by reason class."},
+			Name: "quarantined_total", Help: "Messages written to the quarantine table (and then to the DLQ), by reason class."},
 			[]string{"reason"}),
 		revokedDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "revoked_messages_dropped_total", Help: "Buffered messages dropped because their consumer group generation ended (read again by the partition's owner)."}),
