@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/auditlog/auditlog/internal/testharness"
 )
 
@@ -75,4 +77,47 @@ func TestRebalance(t *testing.T) {
 	if inserted != total {
 		t.Errorf("the ingesters inserted %v rows together, want %d", inserted, total)
 	}
+}
+
+// A batch whose rows are stored but whose DLQ write has not gone through
+// when its generation ends is not counted as dropped: it was stored, and
+// the partition's next owner finds it so. Here the DLQ topic is missing,
+// so the batch's one rejected message never reaches it, and a second
+// ingester joining ends the generation.
+func TestRebalanceDuringTheDLQWriteDropsNothingStored(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a consumer group rebalance")
+	}
+	e := newEnv(t, testharness.NewClickHouse(t), testharness.NewKafka(t, testharness.WithPartitions(1)))
+	e.cfg.DLQTopic = e.cfg.Kafka.Topic + ".missing"
+	e.cfg.ShutdownTimeout = time.Second
+	a := start(t, e.cfg, "a")
+	e.k.Produce(t, kafka.Message{Key: []byte("bad"), Value: []byte(`{"not":"an audit event"}`)})
+	waitFor(t, time.Minute, func() string {
+		if f := counter(t, a.reg, "auditlog_ingest_store_failures_total", nil); f < 2 {
+			return fmt.Sprintf("a: %v failed DLQ writes, want >= 2", f)
+		}
+		return ""
+	})
+	if q := e.ch.QueryUint64(t, "SELECT count() FROM quarantine"); q != 1 {
+		t.Fatalf("quarantine holds %d rows before the rebalance, want 1", q)
+	}
+
+	b := start(t, e.cfg, "b")
+	// The partition's owner in the next generation reads the message again.
+	waitFor(t, time.Minute, func() string {
+		consumed := counter(t, a.reg, "auditlog_ingest_messages_consumed_total", nil) + counter(t, b.reg, "auditlog_ingest_messages_consumed_total", nil)
+		if consumed < 2 {
+			return fmt.Sprintf("the message was read %v times, want it read again after the rebalance", consumed)
+		}
+		return ""
+	})
+	if d := counter(t, a.reg, "auditlog_ingest_revoked_messages_dropped_total", nil); d != 0 {
+		t.Errorf("a counted %v messages of its stored batch as dropped", d)
+	}
+	if q := counter(t, a.reg, "auditlog_ingest_quarantined_total", nil); q != 1 {
+		t.Errorf("a: quarantined_total = %v, want 1", q)
+	}
+	_ = a.stop()
+	_ = b.stop()
 }
