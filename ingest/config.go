@@ -62,7 +62,9 @@ type Config struct {
 	// QueueBytes bounds the same queue by the messages' bytes (key and
 	// value), so that a burst of big messages cannot hold thousands of them;
 	// a message bigger than all of it waits for the queue to empty. Each
-	// partition's reader holds up to 16 messages more (readAhead).
+	// partition's reader holds up to 16 messages more (readAhead) and the
+	// fetch response it reads them from (at most 2 MiB, or twice
+	// MaxMessageBytes).
 	QueueBytes int
 	// MaxMessageBytes is the largest message accepted; larger ones are
 	// quarantined without being decoded.
