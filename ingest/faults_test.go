@@ -42,12 +42,7 @@ func TestClickHouseRestart(t *testing.T) {
 	during := sampleEvents(t, 700)
 	produceChunks(t, e.k, during, 50)
 	// Wait until the ingester has tried and failed to store them.
-	waitFor(t, time.Minute, func() string {
-		if f := counter(t, r.reg, "auditlog_ingest_store_failures_total", nil); f < 3 {
-			return fmt.Sprintf("%v failed store attempts while ClickHouse is down, want >= 3", f)
-		}
-		return ""
-	})
+	waitStoreFailures(t, r, 3, "ClickHouse is down")
 	if lag := groupLag(t, e.k, e.cfg.Group); lag != int64(len(during)) {
 		t.Errorf("group lag %d while ClickHouse is down; want %d: offsets of unstored events must not be committed", lag, len(during))
 	}
@@ -89,7 +84,7 @@ func TestShutdownCommitsNothingPastAFailedBatch(t *testing.T) {
 		t.Skip("waits for retries")
 	}
 	e := newEnv(t, testharness.NewClickHouse(t), testharness.NewKafka(t, testharness.WithPartitions(1)))
-	e.cfg.DLQTopic = e.cfg.Kafka.Topic + ".missing"
+	missingDLQ(&e.cfg)
 	e.cfg.RetryMax = 200 * time.Millisecond
 	e.cfg.ShutdownTimeout = 2 * time.Second
 	msgs := sampleEvents(t, 3*e.cfg.BatchRows)
@@ -98,12 +93,7 @@ func TestShutdownCommitsNothingPastAFailedBatch(t *testing.T) {
 
 	for round := range 3 {
 		r := start(t, e.cfg, fmt.Sprintf("ingester %d", round))
-		waitFor(t, time.Minute, func() string {
-			if f := counter(t, r.reg, "auditlog_ingest_store_failures_total", nil); f < 3 {
-				return fmt.Sprintf("%v failed store attempts, want >= 3 (is the DLQ topic %s missing?)", f, e.cfg.DLQTopic)
-			}
-			return ""
-		})
+		waitStoreFailures(t, r, 3, "the DLQ topic "+e.cfg.DLQTopic+" is missing")
 		// The second batch is complete and waits by now (the third is
 		// collected behind it): the shutdown must store them after the
 		// first, or not at all.
@@ -137,7 +127,7 @@ func TestBigMessagesAreQueuedByBytes(t *testing.T) {
 		t.Skip("waits for retries")
 	}
 	e := newEnv(t, testharness.NewClickHouse(t), testharness.NewKafka(t, testharness.WithPartitions(2)))
-	e.cfg.DLQTopic = e.cfg.Kafka.Topic + ".missing"
+	missingDLQ(&e.cfg)
 	e.cfg.ShutdownTimeout = 2 * time.Second
 	e.cfg.BatchBytes = 64 << 10
 	e.cfg.QueueBytes = 64 << 10
@@ -145,12 +135,7 @@ func TestBigMessagesAreQueuedByBytes(t *testing.T) {
 	r := start(t, e.cfg, "ingester")
 
 	e.k.Produce(t, kafka.Message{Key: []byte("stuck"), Value: []byte(`{"not":"an audit event"}`)})
-	waitFor(t, time.Minute, func() string {
-		if f := counter(t, r.reg, "auditlog_ingest_store_failures_total", nil); f < 2 {
-			return fmt.Sprintf("%v failed store attempts, want >= 2 (is the DLQ topic %s missing?)", f, e.cfg.DLQTopic)
-		}
-		return ""
-	})
+	waitStoreFailures(t, r, 2, "the DLQ topic "+e.cfg.DLQTopic+" is missing")
 	consumedBefore := counter(t, r.reg, "auditlog_ingest_messages_consumed_total", nil)
 	big := make([]kafka.Message, 200)
 	for i := range big {

@@ -140,6 +140,25 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, want map[strin
 	return sum
 }
 
+// missingDLQ points cfg at a DLQ topic that does not exist: a batch
+// holding a rejected message then keeps failing after its rows were stored,
+// and holds back every batch behind it.
+func missingDLQ(cfg *ingest.Config) {
+	cfg.DLQTopic = cfg.Kafka.Topic + ".missing"
+}
+
+// waitStoreFailures waits until r has failed at least n attempts to store a
+// batch; why says what should be failing.
+func waitStoreFailures(t *testing.T, r *running, n float64, why string) {
+	t.Helper()
+	waitFor(t, time.Minute, func() string {
+		if f := counter(t, r.reg, "auditlog_ingest_store_failures_total", nil); f < n {
+			return fmt.Sprintf("%v failed store attempts, want >= %v (%s)", f, n, why)
+		}
+		return ""
+	})
+}
+
 // waitFor polls cond until it returns "" (done) or timeout passes, then
 // fails the test with cond's last word.
 func waitFor(t *testing.T, timeout time.Duration, cond func() string) {

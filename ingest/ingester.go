@@ -701,10 +701,8 @@ func conflictReason(id uuid.UUID, where string) string {
 // generation ended meanwhile), left is what remains: deliver finishes it,
 // and storing the batch again would count and quarantine it twice.
 func (in *Ingester) storeAndCommit(ctx context.Context, recs []*record, early *lookup, abort <-chan struct{}) (left *undelivered, err error) {
-	select {
-	case <-abort:
+	if aborted(abort) {
 		return nil, errGenerationEnded
-	default:
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -817,10 +815,8 @@ type undelivered struct {
 func (in *Ingester) deliver(ctx context.Context, u *undelivered, abort <-chan struct{}) error {
 	wait := in.retrier(ctx, abort, u.log)
 	for len(u.quarantine) > 0 {
-		select {
-		case <-abort:
+		if aborted(abort) {
 			return errGenerationEnded
-		default:
 		}
 		err := in.produceDLQ(ctx, u.quarantine)
 		if err == nil {
@@ -830,16 +826,24 @@ func (in *Ingester) deliver(ctx context.Context, u *undelivered, abort <-chan st
 			return werr
 		}
 	}
-	select {
-	case <-abort:
+	if aborted(abort) {
 		return errGenerationEnded
-	default:
 	}
 	if err := in.commit(u.recs); err != nil {
 		in.m.commitFailures.Inc()
 		u.log.Warn("committing offsets failed; the batch is stored and its messages will be read again and deduplicated", "err", err)
 	}
 	return nil
+}
+
+// aborted reports whether abort is closed: the batch's generation ended.
+func aborted(abort <-chan struct{}) bool {
+	select {
+	case <-abort:
+		return true
+	default:
+		return false
+	}
 }
 
 // retrier returns the wait between attempts of one batch: capped

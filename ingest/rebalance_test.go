@@ -89,16 +89,11 @@ func TestRebalanceDuringTheDLQWriteDropsNothingStored(t *testing.T) {
 		t.Skip("waits for a consumer group rebalance")
 	}
 	e := newEnv(t, testharness.NewClickHouse(t), testharness.NewKafka(t, testharness.WithPartitions(1)))
-	e.cfg.DLQTopic = e.cfg.Kafka.Topic + ".missing"
+	missingDLQ(&e.cfg)
 	e.cfg.ShutdownTimeout = time.Second
 	a := start(t, e.cfg, "a")
 	e.k.Produce(t, kafka.Message{Key: []byte("bad"), Value: []byte(`{"not":"an audit event"}`)})
-	waitFor(t, time.Minute, func() string {
-		if f := counter(t, a.reg, "auditlog_ingest_store_failures_total", nil); f < 2 {
-			return fmt.Sprintf("a: %v failed DLQ writes, want >= 2", f)
-		}
-		return ""
-	})
+	waitStoreFailures(t, a, 2, "a's DLQ writes")
 	if q := e.ch.QueryUint64(t, "SELECT count() FROM quarantine"); q != 1 {
 		t.Fatalf("quarantine holds %d rows before the rebalance, want 1", q)
 	}
